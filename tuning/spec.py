@@ -1,0 +1,139 @@
+"""The model spec: what a user declares about a model, and nothing about how it is stored.
+
+Every other package reads these types; they are plain pydantic models so that the API can
+validate them from JSON and the registry can store them as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Task = Literal["classification", "regression"]
+FeatureType = Literal["numeric", "categorical"]
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+CLASSIFICATION_FAMILIES = ("logistic", "sgd", "mlp", "random_forest", "gradient_boosting")
+REGRESSION_FAMILIES = ("ridge", "sgd", "mlp", "random_forest", "gradient_boosting")
+# Families that can continue training on new rows without a refit (partial_fit).
+WARM_START_FAMILIES = ("sgd", "mlp")
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureSpec(_Strict):
+    """One raw input column; categoricals arrive as strings, numerics as numbers or null."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: FeatureType
+
+
+class RetrainSettings(_Strict):
+    """When to retrain and how much search a retrain may spend."""
+
+    schedule_seconds: float | None = Field(
+        default=None, gt=0, description="Retrain on this period (beat); null turns it off."
+    )
+    min_new_labels: int | None = Field(
+        default=200, ge=1, description="Retrain once this many labels arrived since the last job."
+    )
+    max_candidates: int = Field(default=12, ge=1, le=500, description="Refit configurations tried.")
+    max_seconds: float = Field(default=120.0, gt=0, description="Wall-clock budget of the search.")
+    families: list[str] | None = Field(
+        default=None, description="Estimator families the search may use; null means all."
+    )
+    fixed_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters pinned for every candidate, e.g. {'scaler': 'standard', 'C': 1.0}.",
+    )
+    windows: list[int | None] = Field(
+        default_factory=lambda: [None],
+        description="Training windows searched: null is all rows, N the most recent N rows.",
+    )
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    warm_start: bool = Field(default=True, description="Also continue the champion on new rows.")
+    seed: int = 0
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_positive(cls, v: list[int | None]) -> list[int | None]:
+        if not v:
+            raise ValueError("at least one window")
+        if any(w is not None and w < 10 for w in v):
+            raise ValueError("a window has at least 10 rows")
+        return v
+
+
+class PromotionSettings(_Strict):
+    """What a challenger must show before it replaces the champion."""
+
+    min_delta: float = Field(default=0.0, ge=0, description="Metric gain required, in its units.")
+    significance: float = Field(
+        default=0.05, gt=0, lt=1, description="Level of the paired test (one-sided)."
+    )
+    test: Literal["auto", "bootstrap", "mcnemar"] = Field(
+        default="auto", description="auto: McNemar for accuracy, paired bootstrap otherwise."
+    )
+    min_holdout: int = Field(default=50, ge=1, description="Fewest hold-out rows to decide on.")
+    bootstrap_samples: int = Field(default=2000, ge=100, le=100_000)
+
+
+class ModelSpec(_Strict):
+    """A model as its user declares it."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Task
+    target: str = Field(min_length=1)
+    features: list[FeatureSpec] = Field(min_length=1)
+    metric: str | None = Field(
+        default=None, description="Default: accuracy for classification, rmse for regression."
+    )
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicate names {dupes}")
+        if self.target in names:
+            raise ValueError("target: must not also be a feature")
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.metric is None:
+            self.metric = allowed[0]
+        elif self.metric not in allowed:
+            raise ValueError(f"metric: {self.metric!r} is not one of {list(allowed)} for {self.task}")
+        families = self.all_families
+        if self.retrain.families is not None:
+            unknown = [f for f in self.retrain.families if f not in families]
+            if unknown or not self.retrain.families:
+                raise ValueError(f"retrain.families: {unknown} not in {list(families)}")
+        return self
+
+    @property
+    def all_families(self) -> tuple[str, ...]:
+        return CLASSIFICATION_FAMILIES if self.task == "classification" else REGRESSION_FAMILIES
+
+    @property
+    def search_families(self) -> tuple[str, ...]:
+        return tuple(self.retrain.families) if self.retrain.families else self.all_families
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
