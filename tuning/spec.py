@@ -92,6 +92,10 @@ class ModelSpec(_Strict):
     task: Task
     target: str = Field(min_length=1)
     features: list[FeatureSpec] = Field(min_length=1)
+    classes: list[str] | None = Field(
+        default=None,
+        description="Known classes of a classifier; default: the labels of its uploaded data.",
+    )
     metric: str | None = Field(
         default=None, description="Default: accuracy for classification, rmse for regression."
     )
@@ -110,13 +114,37 @@ class ModelSpec(_Strict):
         if self.metric is None:
             self.metric = allowed[0]
         elif self.metric not in allowed:
-            raise ValueError(f"metric: {self.metric!r} is not one of {list(allowed)} for {self.task}")
+            raise ValueError(
+                f"metric: {self.metric!r} is not one of {list(allowed)} for {self.task}"
+            )
         families = self.all_families
         if self.retrain.families is not None:
             unknown = [f for f in self.retrain.families if f not in families]
             if unknown or not self.retrain.families:
                 raise ValueError(f"retrain.families: {unknown} not in {list(families)}")
         return self
+
+    def normalise_label(self, value: Any) -> str | float:
+        """The canonical form of a target value: a string class or a float; ValueError if not.
+
+        JSON clients send 1, 1.0 or "1" for the same class; all become "1".
+        """
+        if isinstance(value, bool) or value is None:
+            raise ValueError("must be a string or a number")
+        if self.task == "regression":
+            if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
+                return float(value)
+            raise ValueError("must be a finite number")
+        if isinstance(value, float):
+            if value != value or abs(value) == float("inf"):
+                raise ValueError("must be a class name or a finite number")
+            return str(int(value)) if value.is_integer() else str(value)
+        if isinstance(value, int | str):
+            text = str(value)
+            if not text:
+                raise ValueError("must not be empty")
+            return text
+        raise ValueError("must be a string or a number")
 
     @property
     def all_families(self) -> tuple[str, ...]:

@@ -1,0 +1,178 @@
+"""Retrain jobs. The job table is the truth about what runs, not the broker:
+
+- one open (queued or running) job per model, by a partial unique index: a second trigger joins;
+- a worker owns a running job while it heart-beats; a job whose heartbeat stopped is re-queued
+  (the embedded brokers never redeliver a task whose worker was killed, Redis only after its
+  visibility timeout);
+- a worker that lost ownership (its job was re-queued) must not register anything.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry import events
+from registry.errors import Conflict, NotFound
+from registry.models import JOB_OPEN, Job, Model, utcnow
+
+
+def submit(session: Session, model: Model, *, trigger: str, actor: str) -> tuple[Job, bool]:
+    """Create a retrain job for the model, or join the open one. Returns (job, created).
+
+    The caller sends the task only after this transaction commits (and the platform re-sends
+    queued jobs that no worker picked up, see `unstarted`).
+    """
+    existing = open_job(session, model.id)
+    if existing is not None:
+        return existing, False
+    job = Job(model_id=model.id, trigger=trigger, status="queued", progress=0.0)
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        existing = open_job(session, model.id)
+        if existing is None:
+            raise
+        return existing, False
+    events.record(
+        session,
+        model.id,
+        "retrain_requested",
+        actor=actor,
+        detail={"job_id": job.id, "trigger": trigger},
+    )
+    return job, True
+
+
+def open_job(session: Session, model_id: int) -> Job | None:
+    return session.scalar(select(Job).where(Job.model_id == model_id, Job.status.in_(JOB_OPEN)))
+
+
+def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
+    query = select(Job).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
+def start(session: Session, job_id: str, *, worker: str, last_row_id: int | None) -> Job | None:
+    """Claim a queued job for `worker`; None when it is not queued (done, or owned elsewhere)."""
+    job = get(session, job_id, lock=True)
+    if job.status != "queued":
+        return None
+    now = utcnow()
+    job.status, job.worker, job.attempts = "running", worker, job.attempts + 1
+    job.started_at = job.heartbeat_at = now
+    job.progress, job.error, job.last_row_id = 0.0, None, last_row_id
+    return job
+
+
+def heartbeat(session: Session, job_id: str, *, worker: str, progress: float | None) -> bool:
+    """Refresh the heartbeat; False when the worker no longer owns the job."""
+    job = get(session, job_id, lock=True)
+    if job.status != "running" or job.worker != worker:
+        return False
+    job.heartbeat_at = utcnow()
+    if progress is not None:
+        job.progress = max(0.0, min(1.0, progress))
+    return True
+
+
+def ensure_owner(session: Session, job_id: str, *, worker: str) -> Job:
+    """Lock the job and check `worker` still owns it; raise Conflict otherwise."""
+    job = get(session, job_id, lock=True)
+    if job.status != "running" or job.worker != worker:
+        raise Conflict(f"job {job_id} is no longer owned by {worker}")
+    return job
+
+
+def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
+    job.status, job.result, job.progress, job.finished_at = "succeeded", result, 1.0, utcnow()
+
+
+def fail(session: Session, job_id: str, *, worker: str | None, error: str) -> bool:
+    """Mark the job failed with its error, if `worker` (when given) still owns it."""
+    job = get(session, job_id, lock=True)
+    if job.status not in JOB_OPEN or (worker is not None and job.worker != worker):
+        return False
+    job.status, job.error, job.finished_at = "failed", error, utcnow()
+    events.record(
+        session,
+        job.model_id,
+        "retrain_failed",
+        actor=job.worker or "platform",
+        reason=error[:2000],
+        detail={"job_id": job.id},
+    )
+    return True
+
+
+def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> list[str]:
+    """Re-queue running jobs whose heartbeat is older than `timeout` seconds; fail those that
+    used up their attempts. Returns the ids to send again."""
+    cutoff = utcnow() - timedelta(seconds=timeout)
+    stale = session.scalars(
+        select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff).with_for_update()
+    ).all()
+    again = []
+    for job in stale:
+        if job.attempts >= max_attempts:
+            fail(
+                session,
+                job.id,
+                worker=None,
+                error=f"worker {job.worker} stopped heart-beating; gave up after "
+                f"{job.attempts} attempts",
+            )
+            continue
+        events.record(
+            session,
+            job.model_id,
+            "retrain_requeued",
+            actor="platform",
+            reason=f"worker {job.worker} stopped heart-beating",
+            detail={"job_id": job.id, "attempt": job.attempts},
+        )
+        job.status, job.worker = "queued", None
+        again.append(job.id)
+    return again
+
+
+def unstarted(session: Session, *, older_than: float) -> list[str]:
+    """Queued jobs no worker picked up for `older_than` seconds (a lost message)."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    return list(
+        session.scalars(select(Job.id).where(Job.status == "queued", Job.created_at < cutoff))
+    )
+
+
+def last_finished(session: Session, model_id: int) -> Job | None:
+    return session.scalar(
+        select(Job)
+        .where(Job.model_id == model_id, Job.status.in_(("succeeded", "failed")))
+        .order_by(Job.finished_at.desc())
+        .limit(1)
+    )
+
+
+def as_dict(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "trigger": job.trigger,
+        "attempts": job.attempts,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }

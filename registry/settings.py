@@ -1,0 +1,36 @@
+"""Where the registry keeps its state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RegistrySettings(BaseSettings):
+    """Database settings, read from `LOOPSERVE_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="State directory of the embedded mode.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite at $LOOPSERVE_HOME/loopserve.db.",
+    )
+
+    @property
+    def url(self) -> str:
+        """The database URL in force, creating the home directory for the SQLite default."""
+        if self.database_url:
+            return _normalise(self.database_url)
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.home / 'loopserve.db').resolve()}"
+
+
+def _normalise(url: str) -> str:
+    """Accept the common `postgres://` / `postgresql://` spellings and use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

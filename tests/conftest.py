@@ -1,0 +1,77 @@
+"""Shared fixtures: real PostgreSQL and Redis (a test fails, never skips, when they are down),
+fresh databases with migrations applied, and real platform processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+from registry.db import Database
+from registry.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get(
+    "LOOPSERVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("LOOPSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _sqla(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL} "
+                    f"(LOOPSERVE_TEST_POSTGRES_URL): {exc}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"loopserve_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_server.rsplit("/", 1)[0]
+    yield _sqla(f"{base}/{name}")
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A flushed Redis database for one test."""
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+        client.ping()
+        client.flushdb()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required at {REDIS_URL} (LOOPSERVE_TEST_REDIS_URL): {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The same test on the embedded SQLite and on PostgreSQL, migrations applied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'loopserve.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()

@@ -1,0 +1,101 @@
+"""Feedback is all or nothing and never counts twice; jobs are single-flight and re-queued
+when their worker stops heart-beating."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from registry import catalog, data, jobs
+from registry.errors import InvalidData
+from registry.models import Job, utcnow
+from tests.factories import churn_rows, churn_spec, features_only
+
+
+def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
+    spec = churn_spec()
+    model = catalog.create_model(s, spec, actor="test")
+    data.add_rows(s, model, spec, churn_rows(n, seed=1))
+    return model, spec
+
+
+def _log(s, model, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    feats = features_only(churn_rows(len(ids), seed=2))
+    data.log_predictions(s, [
+        {"id": pid, "model_id": model.id, "version": 1, "features": f, "output": {},
+         "created_at": utcnow()} for pid, f in zip(ids, feats, strict=True)])
+
+
+def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, spec = _model_with_rows(s)
+        assert model.classes == ["no", "yes"]
+    bad = churn_rows(3, seed=3)
+    bad[1]["x1"] = "high"
+    del bad[2]["color"]
+    with pytest.raises(InvalidData) as info, db.session() as s:
+        model = catalog.get_model(s, "churn")
+        data.add_rows(s, model, spec, bad)
+    fields = {(p["row"], p["field"]) for p in info.value.problems}
+    assert fields == {(1, "rows[1].x1"), (2, "rows[2].color")}
+    with db.session() as s:
+        assert data.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
+
+
+def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, spec = _model_with_rows(s)
+        _log(s, model, ["p1", "p2"])
+    labels = [{"prediction_id": "p1", "label": "yes"},
+              {"prediction_id": "nope", "label": "no"},
+              {"prediction_id": "p2", "label": "maybe"}]
+    with pytest.raises(InvalidData) as info, db.session() as s:
+        data.add_feedback(s, catalog.get_model(s, "churn"), spec, labels)
+    assert [(p["row"], p["field"]) for p in info.value.problems] == [
+        (1, "labels[1].prediction_id"), (2, "labels[2].label")]
+    assert "unknown class 'maybe'" in info.value.problems[1]["message"]
+    with db.session() as s:
+        assert data.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
+
+
+def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, spec = _model_with_rows(s)
+        _log(s, model, ["p1"])
+    for label in ("yes", "no"):
+        with db.session() as s:
+            data.add_feedback(s, catalog.get_model(s, "churn"), spec,
+                              [{"prediction_id": "p1", "label": label}])
+    with db.session() as s:
+        ids, _, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+        assert len(ids) == 11 and labels[-1] == "no"
+
+
+def test_retrain_is_single_flight(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, _ = _model_with_rows(s)
+        first, created = jobs.submit(s, model, trigger="admin", actor="a")
+        again, created_again = jobs.submit(s, model, trigger="admin", actor="b")
+        assert created and not created_again and again.id == first.id
+
+
+def test_a_silent_worker_loses_its_job(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, _ = _model_with_rows(s)
+        job, _ = jobs.submit(s, model, trigger="admin", actor="a")
+        assert jobs.start(s, job.id, worker="w1", last_row_id=10) is not None
+        assert jobs.start(s, job.id, worker="w2", last_row_id=10) is None  # already owned
+    with db.session() as s:
+        s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=30)))
+        assert jobs.requeue_stale(s, timeout=10, max_attempts=3) == [job.id]
+    with db.session() as s:
+        assert not jobs.heartbeat(s, job.id, worker="w1", progress=0.5)  # w1 must stop
+        assert jobs.start(s, job.id, worker="w2", last_row_id=10) is not None
+        assert jobs.get(s, job.id).attempts == 2
+    time.sleep(0.01)
+    with db.session() as s:
+        assert jobs.requeue_stale(s, timeout=0.001, max_attempts=2) == []
+        assert jobs.get(s, job.id).status == "failed"
