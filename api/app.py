@@ -1,0 +1,80 @@
+"""The composition root: build the app from settings; `create_app()` is what uvicorn runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from api import errors
+from api.metrics import Metrics, MetricsMiddleware
+from api.predlog import PredictionLog
+from api.routes import admin, health, models
+from api.service import Platform
+from api.serving import ModelCache
+from api.settings import ApiSettings
+from registry.db import Database
+from registry.settings import RegistrySettings
+from worker.broker import TaskSender
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    registry_settings: RegistrySettings | None = None,
+    worker_settings: WorkerSettings | None = None,
+) -> FastAPI:
+    settings = settings or ApiSettings()  # type: ignore[call-arg]
+    registry_settings = registry_settings or RegistrySettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(registry_settings.url)
+        cache = ModelCache(
+            db,
+            threads=settings.onnx_threads,
+            on_swap=lambda m: metrics.served_version.labels(m.name).set(m.version),
+        )
+        predlog = PredictionLog(
+            db,
+            flush_seconds=settings.log_flush_seconds,
+            batch_size=settings.log_batch_size,
+            limit=settings.log_queue_limit,
+        )
+        metrics.log_backlog.set_function(predlog.pending)
+        sender = TaskSender(worker_settings or WorkerSettings())
+        app.state.platform = Platform(
+            db,
+            cache,
+            predlog,
+            sender,
+            max_batch_rows=settings.max_batch_rows,
+            feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
+        )
+        predlog.start()
+        cache.start(settings.champion_poll_seconds)
+        try:
+            yield
+        finally:
+            cache.stop()
+            predlog.close()
+            sender.close()
+            db.dispose()
+
+    app = FastAPI(
+        title="loopserve", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(admin.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,43 @@
+"""Labelled rows from a CSV upload, typed by the model's spec (CSV cells are all text)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from api.errors import BadRequest
+from tuning.spec import ModelSpec
+
+
+def parse_csv(spec: ModelSpec, text: str) -> list[dict[str, Any]]:
+    """Rows with numeric features as floats and empty cells as missing (None).
+
+    Unparseable numbers are kept as text so that validation names their row and field.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise BadRequest("the CSV has no header row", field="file")
+    numeric = set(spec.numeric_features)
+    if spec.task == "regression":
+        numeric.add(spec.target)
+    rows = []
+    for record in reader:
+        row: dict[str, Any] = {}
+        for key, cell in record.items():
+            if key is None:
+                raise BadRequest(
+                    f"CSV line {reader.line_num} has more cells than the header", field="file"
+                )
+            value = (cell or "").strip()
+            if value == "":
+                row[key] = None
+            elif key in numeric:
+                try:
+                    row[key] = float(value)
+                except ValueError:
+                    row[key] = value
+            else:
+                row[key] = value
+        rows.append(row)
+    return rows

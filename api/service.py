@@ -1,0 +1,248 @@
+"""What the routes do, without HTTP: serving, feedback and administration.
+
+Routes parse and authenticate, then call one method here; tests can call it the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from api.predlog import PredictionLog
+from api.serving import LoadedModel, ModelCache, ModelNotReady
+from registry import catalog, data, events, jobs
+from registry.db import Database
+from registry.errors import InvalidData, NotFound
+from registry.models import Model, ModelVersion, utcnow
+from registry.validation import check_instances
+from tuning.spec import ModelSpec
+from worker.broker import TaskSender
+
+
+class BrokerUnavailable(RuntimeError):
+    """The retrain job is recorded but could not be sent to the broker."""
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+class Platform:
+    """The application service shared by every route (v1 now, the V2 protocol later)."""
+
+    def __init__(
+        self,
+        db: Database,
+        cache: ModelCache,
+        log: PredictionLog,
+        sender: TaskSender,
+        *,
+        max_batch_rows: int,
+        feedback_wait_seconds: float,
+    ) -> None:
+        self.db, self.cache, self.log, self.sender = db, cache, log, sender
+        self.max_batch_rows = max_batch_rows
+        self.feedback_wait_seconds = feedback_wait_seconds
+
+    # --- serving -------------------------------------------------------------------------
+
+    def predict(self, name: str, instances: Any) -> dict[str, Any]:
+        """Validate against the served version's spec, run one ONNX call, log off-path."""
+        model = self._served(name)
+        if not isinstance(instances, list) or not instances:
+            raise InvalidData(
+                "instances must be a non-empty list",
+                [
+                    {
+                        "row": None,
+                        "field": "instances",
+                        "message": "must be a non-empty list of objects",
+                    }
+                ],
+            )
+        if len(instances) > self.max_batch_rows:
+            raise BatchTooLarge(
+                f"{len(instances)} instances exceed the limit of "
+                f"{self.max_batch_rows} rows per request"
+            )
+        check_instances(model.spec, instances)
+        labels, proba = model.run(instances)
+        ids = [uuid.uuid4().hex for _ in instances]
+        classes = model.classes
+        predictions = []
+        for i, label in enumerate(labels):
+            out: dict[str, Any] = {"id": ids[i], "label": label}
+            if proba is not None and classes is not None:
+                out["probabilities"] = dict(zip(classes, proba[i].tolist(), strict=True))
+            predictions.append(out)
+        if self.log.enabled:
+            now = utcnow()
+            self.log.append(
+                [
+                    {
+                        "id": p["id"],
+                        "model_id": model.model_id,
+                        "version": model.version,
+                        "features": {f: inst[f] for f in model.spec.feature_names},
+                        "output": {k: v for k, v in p.items() if k != "id"},
+                        "created_at": now,
+                    }
+                    for p, inst in zip(predictions, instances, strict=True)
+                ]
+            )
+        return {"model": name, "version": model.version, "predictions": predictions}
+
+    def _served(self, name: str) -> LoadedModel:
+        try:
+            return self.cache.get(name)
+        except ModelNotReady:
+            self.ensure_model(name)  # NotFound when there is no such model at all
+            raise
+
+    def feedback(self, name: str, labels: Any) -> int:
+        """Store true labels, all or nothing; committed when this returns."""
+        if not isinstance(labels, list) or not labels:
+            raise InvalidData(
+                "labels must be a non-empty list",
+                [{"row": None, "field": "labels", "message": "must be a non-empty list"}],
+            )
+        ids = {
+            item["prediction_id"]
+            for item in labels
+            if isinstance(item, dict) and isinstance(item.get("prediction_id"), str)
+        }
+        if ids:
+            self.log.flush()
+            self._wait_for_predictions(name, ids)
+        with self.db.session() as s:
+            model = catalog.get_model(s, name)
+            return data.add_feedback(s, model, catalog.spec_of(model), labels)
+
+    def _wait_for_predictions(self, name: str, ids: set[str]) -> None:
+        """Another replica may still hold a prediction in its log buffer: give it a moment."""
+        deadline = time.monotonic() + self.feedback_wait_seconds
+        while True:
+            with self.db.session() as s:
+                model = catalog.get_model(s, name)
+                missing = data.missing_predictions(s, model.id, ids)
+            if not missing or time.monotonic() >= deadline:
+                return
+            time.sleep(0.1)
+
+    # --- administration ----------------------------------------------------------------
+
+    def create_model(self, spec: ModelSpec, *, actor: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+
+    def upload(self, name: str, rows: Any, *, actor: str) -> int:
+        if not isinstance(rows, list) or not rows:
+            raise InvalidData(
+                "rows must be a non-empty list",
+                [{"row": None, "field": "rows", "message": "must be a non-empty list"}],
+            )
+        with self.db.session() as s:
+            model = catalog.get_model(s, name, lock=True)
+            n = data.add_rows(s, model, catalog.spec_of(model), rows)
+            events.record(s, model.id, "data_uploaded", actor=actor, detail={"rows": n})
+            return n
+
+    def retrain(self, name: str, *, actor: str, trigger: str = "admin") -> dict[str, Any]:
+        """Create or join the model's retrain job; send it only once it is committed."""
+        with self.db.session() as s:
+            model = catalog.get_model(s, name)
+            job, created = jobs.submit(s, model, trigger=trigger, actor=actor)
+            out = {"job_id": job.id, "status": job.status, "joined": not created}
+        if created:
+            try:
+                self.sender.send_retrain(job.id)
+            except Exception as exc:
+                raise BrokerUnavailable(
+                    f"job {job.id} is queued but the broker is unreachable ({exc}); it is sent "
+                    "again once the broker is back. Check LOOPSERVE_BROKER_URL."
+                ) from exc
+        return out
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return jobs.as_dict(jobs.get(s, job_id))
+
+    def promote(self, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            model = catalog.get_model(s, name, lock=True)
+            target = catalog.get_version(s, model, version)
+            previous = catalog.promote(s, model, target, actor=actor, reason=reason)
+            return {
+                "model": name,
+                "champion_version": target.version,
+                "previous_version": previous.version if previous else None,
+            }
+
+    def rollback(self, name: str, *, actor: str, reason: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            model = catalog.get_model(s, name, lock=True)
+            current = catalog.champion(s, model.id)
+            restored = catalog.rollback(s, model, actor=actor, reason=reason)
+            return {
+                "model": name,
+                "champion_version": restored.version,
+                "retired_version": current.version if current else None,
+            }
+
+    def events(self, model: str | None) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            if model is not None:
+                catalog.get_model(s, model)
+            return events.list_events(s, model)
+
+    def models(self) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            return [self._model_dict(s, m) for m in catalog.list_models(s)]
+
+    def model(self, name: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self._model_dict(s, catalog.get_model(s, name))
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            model = catalog.get_model(s, name)
+            return [_version_dict(v) for v in catalog.versions(s, model.id)]
+
+    def _model_dict(self, s, model: Model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        champ = catalog.champion(s, model.id)
+        served = self.cache.versions().get(model.name)
+        return {
+            "name": model.name,
+            "spec": model.spec,
+            "classes": model.classes,
+            "champion": _version_dict(champ) if champ else None,
+            "served_version": served,
+            "labelled_rows": data.rows_after(s, model.id, None),
+            "created_at": model.created_at.isoformat(),
+        }
+
+    def ensure_model(self, name: str) -> None:
+        with self.db.session() as s:
+            catalog.get_model(s, name)
+
+
+def _version_dict(v: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "stage": v.stage,
+        "kind": v.kind,
+        "params": v.params,
+        "metrics": v.metrics,
+        "data_window": v.data_window,
+        "parent_version": v.parent_version,
+        "reason": v.reason,
+        "onnx_sha256": v.onnx_sha256,
+        "classes": v.classes,
+        "job_id": v.job_id,
+        "created_at": v.created_at.isoformat(),
+        "promoted_at": v.promoted_at.isoformat() if v.promoted_at else None,
+    }
+
+
+__all__ = ["BatchTooLarge", "BrokerUnavailable", "NotFound", "Platform"]

@@ -1,0 +1,171 @@
+"""The in-memory champions and their hot swap.
+
+Each replica keeps one immutable `LoadedModel` per model name in a dict that is replaced, never
+mutated: a request takes a reference to an entry and finishes on it even if a promotion swaps
+the dict meanwhile. A new champion is loaded and checked before it is published, so a swap
+leaves no gap. Replicas follow the champion pointer in the database by polling it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from registry import catalog
+from registry.db import Database
+from tuning.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Missing categorical values reach the graph as this string (the pipelines were trained so).
+MISSING_CATEGORY = "__missing__"
+
+
+class ModelNotReady(LookupError):
+    """The model exists but has no champion loaded (yet)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One champion ready to serve: its ONNX session and what is needed to read its output."""
+
+    name: str
+    model_id: int
+    version: int
+    sha256: str
+    spec: ModelSpec
+    classes: list[str] | None
+    session: ort.InferenceSession
+
+    def run(self, instances: list[dict[str, Any]]) -> tuple[list[Any], np.ndarray | None]:
+        """Labels (or values) and class probabilities for validated instances, in one call."""
+        feeds: dict[str, np.ndarray] = {}
+        for feature in self.spec.features:
+            name = feature.name
+            if feature.type == "numeric":
+                col = [np.nan if (v := row[name]) is None else v for row in instances]
+                feeds[name] = np.asarray(col, dtype=np.float32).reshape(-1, 1)
+            else:
+                col = [MISSING_CATEGORY if (v := row[name]) is None else v for row in instances]
+                feeds[name] = np.asarray(col, dtype=object).reshape(-1, 1)
+        if self.spec.task == "regression":
+            (values,) = self.session.run(["variable"], feeds)
+            return values.reshape(-1).astype(float).tolist(), None
+        labels, proba = self.session.run(["label", "probabilities"], feeds)
+        return [str(x) for x in labels.reshape(-1)], proba
+
+
+def load_model(
+    name: str,
+    model_id: int,
+    version: int,
+    spec: ModelSpec,
+    classes: list[str] | None,
+    onnx: bytes,
+    sha256: str,
+    threads: int,
+) -> LoadedModel:
+    if hashlib.sha256(onnx).hexdigest() != sha256:
+        raise ValueError(f"{name} v{version}: artifact does not match its sha256")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    return LoadedModel(name, model_id, version, sha256, spec, classes, session)
+
+
+class ModelCache:
+    """The champions this replica serves; refreshed from the registry by a poller thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        threads: int = 1,
+        on_swap: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
+        self._db, self._threads, self._on_swap = db, threads, on_swap
+        self._models: dict[str, LoadedModel] = {}
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loaded_once = threading.Event()
+
+    def get(self, name: str) -> LoadedModel:
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotReady(name)
+        return model
+
+    def versions(self) -> dict[str, int]:
+        return {name: m.version for name, m in self._models.items()}
+
+    def refresh(self) -> list[LoadedModel]:
+        """Load every champion whose pointer moved; publish them in one swap."""
+        with self._refresh_lock:
+            current = self._models
+            with self._db.session() as s:
+                pointers = catalog.champion_pointers(s)
+                todo = {
+                    n: p
+                    for n, p in pointers.items()
+                    if n not in current or current[n].sha256 != p[1]
+                }
+                fresh = []
+                for name, (version, sha) in todo.items():
+                    model = catalog.get_model(s, name)
+                    row = catalog.get_version(s, model, version)
+                    try:
+                        fresh.append(
+                            load_model(
+                                name,
+                                model.id,
+                                version,
+                                catalog.spec_of(model),
+                                row.classes,
+                                catalog.get_artifact(s, sha),
+                                sha,
+                                self._threads,
+                            )
+                        )
+                    except Exception:
+                        log.exception(
+                            "could not load %s v%s; still serving the old one", name, version
+                        )
+            if fresh or set(current) - set(pointers):
+                updated = {n: m for n, m in current.items() if n in pointers}
+                updated.update({m.name: m for m in fresh})
+                self._models = updated
+                for m in fresh:
+                    log.info("serving %s v%s", m.name, m.version)
+                    if self._on_swap:
+                        self._on_swap(m)
+            self.loaded_once.set()
+            return fresh
+
+    def start(self, period: float) -> None:
+        self._thread = threading.Thread(
+            target=self._poll, args=(period,), name="champion-poller", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _poll(self, period: float) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("champion refresh failed; serving what is loaded")
+            if self._stop.wait(period):
+                return

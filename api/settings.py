@@ -1,0 +1,42 @@
+"""API settings, read from `LOOPSERVE_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "admin"}
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
+
+    admin_token: str = Field(
+        min_length=16, description="Bearer token of the admin routes (at least 16 characters)."
+    )
+    api_keys: str = Field(
+        default="", description="Comma-separated keys for predict/feedback; empty: open."
+    )
+    champion_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often a replica checks the champion pointers."
+    )
+    log_flush_seconds: float = Field(
+        default=0.2, gt=0, description="Longest a prediction waits in memory before it is logged."
+    )
+    log_batch_size: int = Field(default=1000, ge=1, description="Most rows per log insert.")
+    log_queue_limit: int = Field(
+        default=200_000, ge=1000, description="Unlogged rows held in memory before predict sheds."
+    )
+    max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
+    onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _not_placeholder(cls, v: str) -> str:
+        if v.strip().lower() in PLACEHOLDERS:
+            raise ValueError("LOOPSERVE_ADMIN_TOKEN is a placeholder; set a real secret")
+        return v
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

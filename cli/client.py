@@ -1,0 +1,46 @@
+"""The admin commands: a thin HTTP client of the admin API."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class AdminClient:
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = (url or os.environ.get("LOOPSERVE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.token = token or os.environ.get("LOOPSERVE_ADMIN_TOKEN") or _token_file()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            sys.exit(f"cannot reach loopserve at {self.url}: {exc}. Is `loopserve up` running? "
+                     "Set LOOPSERVE_URL to point elsewhere.")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            sys.exit(f"{method} {path}: {response.status_code} {detail}")
+        return response.json()
+
+    def wait_job(self, job_id: str, timeout: float = 3600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.call("GET", f"/v1/admin/jobs/{job_id}")
+            if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                return job
+            time.sleep(1)
+
+
+def _token_file() -> str | None:
+    path = Path(os.environ.get("LOOPSERVE_HOME", "./var")) / "admin-token"
+    return path.read_text().strip() if path.exists() else None

@@ -1,0 +1,189 @@
+"""`loopserve`: run the platform or one of its roles, and administer it from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[str(r.get(c, "") if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+              for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cli.supervisor import up
+
+    return up(args.host, args.port, args.concurrency)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.app import app
+
+    argv = ["worker", "--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from worker.app import app
+
+    app.start(["beat", "--loglevel", args.loglevel])
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from registry.migrate import upgrade
+    from registry.settings import RegistrySettings
+
+    upgrade(RegistrySettings().url)
+    print("database is at the latest schema")
+    return 0
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from cli.client import AdminClient
+
+    return AdminClient(args.url, args.token)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = _client(args).call("GET", "/v1/models")
+    print(_table([{"name": m["name"], "task": m["spec"]["task"], "metric": m["spec"]["metric"],
+                   "champion": (m["champion"] or {}).get("version"),
+                   "rows": m["labelled_rows"]} for m in rows],
+                 ["name", "task", "metric", "champion", "rows"]))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    rows = _client(args).call("GET", f"/v1/models/{args.name}/versions")
+    out = []
+    for v in rows:
+        score = v["metrics"].get("challenger_score")
+        out.append({"version": v["version"], "stage": v["stage"], "kind": v["kind"],
+                    "family": v["params"].get("family"), "parent": v["parent_version"],
+                    "score": f"{score:.4f}" if isinstance(score, float) else score,
+                    "reason": (v["reason"] or "")[:80]})
+    print(_table(out, ["version", "stage", "kind", "family", "parent", "score", "reason"]))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    client = _client(args)
+    job = client.call("POST", f"/v1/admin/models/{args.name}/retrain")
+    print(f"job {job['job_id']} {'joined' if job['joined'] else 'queued'}")
+    if args.wait:
+        job = client.wait_job(job["job_id"])
+        print(json.dumps({k: job[k] for k in ("status", "result", "error")}, indent=2))
+        return 0 if job["status"] == "succeeded" else 1
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    body = {"version": args.version, "reason": args.reason or "manual promotion"}
+    print(json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/promote",
+                                        json=body)))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    body = {"reason": args.reason or "manual rollback"}
+    print(json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/rollback",
+                                        json=body)))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    params = {"model": args.model} if args.model else {}
+    rows = _client(args).call("GET", "/v1/admin/events", params=params)
+    print(_table(rows, ["at", "model", "kind", "actor", "version", "reason"]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo(_client(args), rows=args.rows, seed=args.seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loopserve", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="api + worker + beat on this machine (embedded defaults)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="the HTTP API (uvicorn)")
+    api.add_argument("--host", default=os.environ.get("LOOPSERVE_API_HOST", "127.0.0.1"))
+    api.add_argument("--port", type=int, default=int(os.environ.get("LOOPSERVE_API_PORT", 8000)))
+    api.add_argument("--workers", type=int, default=int(os.environ.get("LOOPSERVE_API_WORKERS", 1)))
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="a Celery worker")
+    worker.add_argument("--concurrency", type=int,
+                        default=int(os.environ.get("LOOPSERVE_WORKER_CONCURRENCY", 2)))
+    worker.add_argument("--hostname", default=None)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+    beat = sub.add_parser("beat", help="the Celery beat scheduler (one per deployment)")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(func=cmd_beat)
+
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        func=cmd_migrate)
+
+    def admin(name: str, help_: str, func) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        a = sub.add_parser(name, help=help_)
+        a.add_argument("--url", default=None, help="default: $LOOPSERVE_URL or :8000")
+        a.add_argument("--token", default=None, help="default: $LOOPSERVE_ADMIN_TOKEN")
+        a.set_defaults(func=func)
+        return a
+
+    admin("models", "list models and their champions", cmd_models)
+    admin("versions", "list a model's versions", cmd_versions).add_argument("name")
+    r = admin("retrain", "start (or join) a retrain job", cmd_retrain)
+    r.add_argument("name")
+    r.add_argument("--wait", action="store_true", help="wait for the job and print its result")
+    pr = admin("promote", "make a version the champion", cmd_promote)
+    pr.add_argument("name")
+    pr.add_argument("version", type=int)
+    pr.add_argument("--reason")
+    rb = admin("rollback", "put the previous champion back", cmd_rollback)
+    rb.add_argument("name")
+    rb.add_argument("--reason")
+    admin("events", "the audit log", cmd_events).add_argument("--model")
+    d = admin("demo", "drive a drifting workload against a running server", cmd_demo)
+    d.add_argument("--rows", type=int, default=2400)
+    d.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

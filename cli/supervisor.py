@@ -1,0 +1,100 @@
+"""`loopserve up`: api, worker and beat as child processes of one command.
+
+Ctrl-C or SIGTERM stops them all (SIGTERM first, SIGKILL after a grace period); if one child
+dies, the others are stopped too, so the platform never half-runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from registry.migrate import upgrade
+from registry.settings import RegistrySettings
+
+
+def admin_token(home: Path) -> str:
+    """LOOPSERVE_ADMIN_TOKEN, or a token generated once and kept in $LOOPSERVE_HOME."""
+    given = os.environ.get("LOOPSERVE_ADMIN_TOKEN")
+    if given:
+        return given
+    path = home / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def child_commands(host: str, port: int, concurrency: int) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "api": [py, "-m", "cli.main", "api", "--host", host, "--port", str(port)],
+        "worker": [py, "-m", "cli.main", "worker", "--concurrency", str(concurrency)],
+        "beat": [py, "-m", "cli.main", "beat"],
+    }
+
+
+def up(host: str, port: int, concurrency: int) -> int:
+    home = Path(os.environ.get("LOOPSERVE_HOME", "./var")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LOOPSERVE_HOME=str(home))
+    token = admin_token(home)
+    env["LOOPSERVE_ADMIN_TOKEN"] = token
+    os.environ.update(LOOPSERVE_HOME=str(home))
+    upgrade(RegistrySettings().url)
+
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, cmd in child_commands(host, port, concurrency).items():
+        children[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+    print(f"loopserve is up: http://{host}:{port}  (state in {home})", flush=True)
+    print(f"admin token: {token}", flush=True)
+    print("Ctrl-C stops api, worker and beat.", flush=True)
+    code = 0
+    while not stopping:
+        for name, proc in children.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; stopping the rest", flush=True)
+                code, stopping = proc.returncode or 1, True
+                break
+        time.sleep(0.3)
+    terminate(children.values())
+    return code
+
+
+def terminate(procs, grace: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM each child's process group, then SIGKILL what is still alive after `grace`."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

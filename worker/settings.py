@@ -1,0 +1,37 @@
+"""Worker settings, read from `LOOPSERVE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="State directory (embedded broker).")
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker; default: the embedded file-system broker in $LOOPSERVE_HOME.",
+    )
+    tick_seconds: float = Field(
+        default=5.0, gt=0, description="How often beat checks schedules, label counts, stale jobs."
+    )
+    heartbeat_seconds: float = Field(default=2.0, gt=0, description="Job heartbeat period.")
+    job_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="A running job silent this long is re-queued."
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="Runs of a job before it fails.")
+    broker_poll_seconds: float = Field(
+        default=0.1, gt=0, description="Polling period of the embedded broker."
+    )
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.home / "broker").resolve()

@@ -1,0 +1,57 @@
+"""What the periodic tick decides: which models retrain now, and which jobs to send again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from registry import catalog, data, jobs
+from registry.db import Database
+from registry.models import utcnow
+from worker.settings import WorkerSettings
+
+
+@dataclass
+class TickResult:
+    """Job ids to send to the broker, with why."""
+
+    send: list[str] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)  # model name -> trigger
+
+
+def tick(db: Database, settings: WorkerSettings) -> TickResult:
+    """Create jobs due by schedule or by new labels; re-queue jobs whose worker went silent;
+    re-send queued jobs no worker picked up (a message the broker lost)."""
+    out = TickResult()
+    with db.session() as s:
+        out.send += jobs.requeue_stale(
+            s, timeout=settings.job_timeout_seconds, max_attempts=settings.job_max_attempts
+        )
+        for job_id in jobs.unstarted(s, older_than=settings.job_timeout_seconds):
+            if job_id not in out.send:
+                out.send.append(job_id)
+    with db.session() as s:
+        for model in catalog.list_models(s):
+            if jobs.open_job(s, model.id) is not None:
+                continue
+            reason = _due(s, model, catalog.spec_of(model).retrain)
+            if reason is None:
+                continue
+            job, created = jobs.submit(s, model, trigger=reason, actor="platform")
+            if created:
+                out.created[model.name] = reason
+                out.send.append(job.id)
+    return out
+
+
+def _due(session, model, retrain) -> str | None:  # type: ignore[no-untyped-def]
+    last = jobs.last_finished(session, model.id)
+    if retrain.min_new_labels is not None:
+        new = data.rows_after(session, model.id, last.last_row_id if last else None)
+        if new >= retrain.min_new_labels:
+            return "labels"
+    if retrain.schedule_seconds is not None:
+        since = last.created_at if last else model.created_at
+        if utcnow() - since >= timedelta(seconds=retrain.schedule_seconds):
+            return "schedule"
+    return None
