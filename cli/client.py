@@ -22,8 +22,10 @@ class AdminClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            sys.exit(f"cannot reach loopserve at {self.url}: {exc}. Is `loopserve up` running? "
-                     "Set LOOPSERVE_URL to point elsewhere.")
+            sys.exit(
+                f"cannot reach loopserve at {self.url}: {exc}. Is `loopserve up` running? "
+                "Set LOOPSERVE_URL to point elsewhere."
+            )
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")

@@ -11,8 +11,10 @@ from typing import Any
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [[str(r.get(c, "") if r.get(c) is not None else "-") for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
-              for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+        for i, c in enumerate(columns)
+    ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
@@ -27,8 +29,15 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 
@@ -66,10 +75,21 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_models(args: argparse.Namespace) -> int:
     rows = _client(args).call("GET", "/v1/models")
-    print(_table([{"name": m["name"], "task": m["spec"]["task"], "metric": m["spec"]["metric"],
-                   "champion": (m["champion"] or {}).get("version"),
-                   "rows": m["labelled_rows"]} for m in rows],
-                 ["name", "task", "metric", "champion", "rows"]))
+    print(
+        _table(
+            [
+                {
+                    "name": m["name"],
+                    "task": m["spec"]["task"],
+                    "metric": m["spec"]["metric"],
+                    "champion": (m["champion"] or {}).get("version"),
+                    "rows": m["labelled_rows"],
+                }
+                for m in rows
+            ],
+            ["name", "task", "metric", "champion", "rows"],
+        )
+    )
     return 0
 
 
@@ -77,11 +97,18 @@ def cmd_versions(args: argparse.Namespace) -> int:
     rows = _client(args).call("GET", f"/v1/models/{args.name}/versions")
     out = []
     for v in rows:
-        score = v["metrics"].get("challenger_score")
-        out.append({"version": v["version"], "stage": v["stage"], "kind": v["kind"],
-                    "family": v["params"].get("family"), "parent": v["parent_version"],
-                    "score": f"{score:.4f}" if isinstance(score, float) else score,
-                    "reason": (v["reason"] or "")[:80]})
+        score = v["metrics"].get("challenger")
+        out.append(
+            {
+                "version": v["version"],
+                "stage": v["stage"],
+                "kind": v["kind"],
+                "family": v["params"].get("family"),
+                "parent": v["parent_version"],
+                "score": f"{score:.4f}" if isinstance(score, float) else score,
+                "reason": (v["reason"] or "")[:80],
+            }
+        )
     print(_table(out, ["version", "stage", "kind", "family", "parent", "score", "reason"]))
     return 0
 
@@ -99,15 +126,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     body = {"version": args.version, "reason": args.reason or "manual promotion"}
-    print(json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/promote",
-                                        json=body)))
+    print(
+        json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/promote", json=body))
+    )
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     body = {"reason": args.reason or "manual rollback"}
-    print(json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/rollback",
-                                        json=body)))
+    print(
+        json.dumps(_client(args).call("POST", f"/v1/admin/models/{args.name}/rollback", json=body))
+    )
     return 0
 
 
@@ -141,8 +170,9 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="a Celery worker")
-    worker.add_argument("--concurrency", type=int,
-                        default=int(os.environ.get("LOOPSERVE_WORKER_CONCURRENCY", 2)))
+    worker.add_argument(
+        "--concurrency", type=int, default=int(os.environ.get("LOOPSERVE_WORKER_CONCURRENCY", 2))
+    )
     worker.add_argument("--hostname", default=None)
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
@@ -152,7 +182,8 @@ def parser() -> argparse.ArgumentParser:
     beat.set_defaults(func=cmd_beat)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
-        func=cmd_migrate)
+        func=cmd_migrate
+    )
 
     def admin(name: str, help_: str, func) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
         a = sub.add_parser(name, help=help_)

@@ -6,6 +6,7 @@ dies, the others are stopped too, so the platform never half-runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -94,7 +95,5 @@ def terminate(procs, grace: float = 15.0) -> None:  # type: ignore[no-untyped-de
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -30,8 +30,9 @@ def postgres_server() -> str:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL} "
-                    f"(LOOPSERVE_TEST_POSTGRES_URL): {exc}")
+        pytest.fail(
+            f"PostgreSQL is required at {PG_ADMIN_URL} (LOOPSERVE_TEST_POSTGRES_URL): {exc}"
+        )
     return PG_ADMIN_URL
 
 

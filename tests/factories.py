@@ -24,8 +24,13 @@ def churn_spec(name: str = "churn", **overrides: Any) -> ModelSpec:
             {"name": "x4", "type": "numeric"},
             {"name": "color", "type": "categorical"},
         ],
-        "retrain": {"max_candidates": 4, "max_seconds": 30, "min_new_labels": None,
-                    "families": ["logistic", "sgd"], "windows": [None, 300]},
+        "retrain": {
+            "max_candidates": 4,
+            "max_seconds": 30,
+            "min_new_labels": None,
+            "families": ["logistic", "sgd"],
+            "windows": [None, 300],
+        },
         "promotion": {"min_delta": 0.02, "min_holdout": 50},
     }
     for key, value in overrides.items():
@@ -48,14 +53,16 @@ def churn_rows(n: int, *, seed: int, flipped: bool = False) -> list[dict[str, An
     noisy = score + rng.normal(scale=0.3, size=n)
     rows = []
     for i in range(n):
-        rows.append({
-            "x1": float(x[i, 0]),
-            "x2": float(x[i, 1]),
-            "x3": None if i % 17 == 0 else float(x[i, 2]),
-            "x4": float(x[i, 3]),
-            "color": str(colors[i]),
-            "churned": "yes" if noisy[i] > 0 else "no",
-        })
+        rows.append(
+            {
+                "x1": float(x[i, 0]),
+                "x2": float(x[i, 1]),
+                "x3": None if i % 17 == 0 else float(x[i, 2]),
+                "x4": float(x[i, 3]),
+                "color": str(colors[i]),
+                "churned": "yes" if noisy[i] > 0 else "no",
+            }
+        )
     return rows
 
 

@@ -14,9 +14,18 @@ from tests.factories import churn_spec
 
 
 def _version(session, model, n: int) -> ModelVersion:  # type: ignore[no-untyped-def]
-    new = NewVersion(kind="refit", onnx=f"onnx-{n}".encode(), pipeline=None, params={"n": n},
-                     metrics={}, data_window={"last_row_id": n}, classes=["no", "yes"],
-                     parent_version=None, reason="", job_id=None)
+    new = NewVersion(
+        kind="refit",
+        onnx=f"onnx-{n}".encode(),
+        pipeline=None,
+        params={"n": n},
+        metrics={},
+        data_window={"last_row_id": n},
+        classes=["no", "yes"],
+        parent_version=None,
+        reason="",
+        job_id=None,
+    )
     return catalog.register_version(session, model, new, stage="challenger")
 
 
@@ -46,8 +55,11 @@ def test_database_refuses_a_second_champion(db) -> None:  # type: ignore[no-unty
         # Bypass the code path entirely: the partial unique index must still refuse it.
         s.execute(update(ModelVersion).where(ModelVersion.id == b_id).values(stage="champion"))
     with db.session() as s:
-        stages = dict(s.execute(select(ModelVersion.id, ModelVersion.stage)
-                                .where(ModelVersion.model_id == model_id)).all())
+        stages = dict(
+            s.execute(
+                select(ModelVersion.id, ModelVersion.stage).where(ModelVersion.model_id == model_id)
+            ).all()
+        )
         assert stages == {a_id: "champion", b_id: "challenger"}
 
 
@@ -66,8 +78,11 @@ def test_promote_and_rollback_walk_back_through_history(db) -> None:  # type: ig
         assert stages == {1: "champion", 2: "retired", 3: "retired"}
         log = events.list_events(s, "churn")
         kinds = [(e["kind"], e["version"], e["actor"]) for e in log[:3]]
-        assert kinds == [("rolled_back", 1, "bob"), ("rolled_back", 2, "bob"),
-                         ("promoted", 3, "alice")]
+        assert kinds == [
+            ("rolled_back", 1, "bob"),
+            ("rolled_back", 2, "bob"),
+            ("promoted", 3, "alice"),
+        ]
 
 
 def test_promotion_and_its_event_roll_back_together(db) -> None:  # type: ignore[no-untyped-def]

@@ -24,9 +24,20 @@ def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
 
 def _log(s, model, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
     feats = features_only(churn_rows(len(ids), seed=2))
-    data.log_predictions(s, [
-        {"id": pid, "model_id": model.id, "version": 1, "features": f, "output": {},
-         "created_at": utcnow()} for pid, f in zip(ids, feats, strict=True)])
+    data.log_predictions(
+        s,
+        [
+            {
+                "id": pid,
+                "model_id": model.id,
+                "version": 1,
+                "features": f,
+                "output": {},
+                "created_at": utcnow(),
+            }
+            for pid, f in zip(ids, feats, strict=True)
+        ],
+    )
 
 
 def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: ignore[no-untyped-def]
@@ -49,13 +60,17 @@ def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ig
     with db.session() as s:
         model, spec = _model_with_rows(s)
         _log(s, model, ["p1", "p2"])
-    labels = [{"prediction_id": "p1", "label": "yes"},
-              {"prediction_id": "nope", "label": "no"},
-              {"prediction_id": "p2", "label": "maybe"}]
+    labels = [
+        {"prediction_id": "p1", "label": "yes"},
+        {"prediction_id": "nope", "label": "no"},
+        {"prediction_id": "p2", "label": "maybe"},
+    ]
     with pytest.raises(InvalidData) as info, db.session() as s:
         data.add_feedback(s, catalog.get_model(s, "churn"), spec, labels)
     assert [(p["row"], p["field"]) for p in info.value.problems] == [
-        (1, "labels[1].prediction_id"), (2, "labels[2].label")]
+        (1, "labels[1].prediction_id"),
+        (2, "labels[2].label"),
+    ]
     assert "unknown class 'maybe'" in info.value.problems[1]["message"]
     with db.session() as s:
         assert data.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
@@ -67,8 +82,9 @@ def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ig
         _log(s, model, ["p1"])
     for label in ("yes", "no"):
         with db.session() as s:
-            data.add_feedback(s, catalog.get_model(s, "churn"), spec,
-                              [{"prediction_id": "p1", "label": label}])
+            data.add_feedback(
+                s, catalog.get_model(s, "churn"), spec, [{"prediction_id": "p1", "label": label}]
+            )
     with db.session() as s:
         ids, _, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
         assert len(ids) == 11 and labels[-1] == "no"
