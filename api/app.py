@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.metrics import Metrics, MetricsMiddleware
 from api.predlog import PredictionLog
+from api.responses import JSONResponse
 from api.routes import admin, health, models
 from api.service import Platform
 from api.serving import ModelCache
@@ -58,6 +59,10 @@ def create_app(
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
         )
         predlog.start()
+        try:  # serve the champions from the first request on; readyz reports a failure
+            await run_in_threadpool(cache.refresh)
+        except Exception:
+            log.exception("could not load the champions at start; will keep trying")
         cache.start(settings.champion_poll_seconds)
         try:
             yield
@@ -68,7 +73,7 @@ def create_app(
             db.dispose()
 
     app = FastAPI(
-        title="loopserve", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse
+        title="loopserve", version="0.1.0", lifespan=lifespan, default_response_class=JSONResponse
     )
     app.state.settings = settings
     app.state.metrics = metrics

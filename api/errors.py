@@ -4,11 +4,11 @@ for failures."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.predlog import LogOverloaded
+from api.responses import JSONResponse
 from api.service import BatchTooLarge, BrokerUnavailable
 from api.serving import ModelNotReady
 from registry.errors import Conflict, InvalidData, NotFound
@@ -22,21 +22,21 @@ class BadRequest(ValueError):
         self.field = field
 
 
-def _json(status: int, detail: object) -> ORJSONResponse:
-    return ORJSONResponse({"detail": detail}, status_code=status)
+def _json(status: int, detail: object) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> ORJSONResponse:
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _json(404, str(exc))
 
     @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> ORJSONResponse:
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return _json(409, str(exc))
 
     @app.exception_handler(InvalidData)
-    async def _invalid(_: Request, exc: InvalidData) -> ORJSONResponse:
+    async def _invalid(_: Request, exc: InvalidData) -> JSONResponse:
         return _json(
             422,
             [
@@ -46,7 +46,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(BadRequest)
-    async def _bad(_: Request, exc: BadRequest) -> ORJSONResponse:
+    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
         return _json(
             422,
             [
@@ -59,11 +59,11 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(BatchTooLarge)
-    async def _too_large(_: Request, exc: BatchTooLarge) -> ORJSONResponse:
+    async def _too_large(_: Request, exc: BatchTooLarge) -> JSONResponse:
         return _json(413, str(exc))
 
     @app.exception_handler(ModelNotReady)
-    async def _not_ready(_: Request, exc: ModelNotReady) -> ORJSONResponse:
+    async def _not_ready(_: Request, exc: ModelNotReady) -> JSONResponse:
         return _json(
             503,
             f"model {exc} has no champion loaded yet: upload labelled data and "
@@ -71,16 +71,16 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(BrokerUnavailable)
-    async def _broker(_: Request, exc: BrokerUnavailable) -> ORJSONResponse:
+    async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         return _json(503, str(exc))
 
     @app.exception_handler(LogOverloaded)
-    async def _overloaded(_: Request, exc: LogOverloaded) -> ORJSONResponse:
+    async def _overloaded(_: Request, exc: LogOverloaded) -> JSONResponse:
         return _json(503, f"{exc}: the database is not keeping up or is down; retry later")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
-    async def _db_down(_: Request, exc: Exception) -> ORJSONResponse:
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         return _json(
             503,
             "the database is unreachable; check LOOPSERVE_DATABASE_URL and that "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PlatformDep
+from api.responses import JSONResponse
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(platform: PlatformDep) -> ORJSONResponse:
+async def readyz(platform: PlatformDep) -> JSONResponse:
     problems = []
     try:
         await run_in_threadpool(platform.db.ping)
@@ -31,7 +31,7 @@ async def readyz(platform: PlatformDep) -> ORJSONResponse:
         "problems": problems,
         "models": platform.cache.versions(),
     }
-    return ORJSONResponse(body, status_code=200 if not problems else 503)
+    return JSONResponse(body, status_code=200 if not problems else 503)
 
 
 @router.get("/metrics")

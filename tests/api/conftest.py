@@ -1,0 +1,73 @@
+"""An app on a real database with one served champion, driven through its ASGI interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import ApiSettings
+from registry import catalog, data
+from registry.catalog import NewVersion
+from registry.db import Database
+from registry.settings import RegistrySettings
+from tests.factories import churn_rows, churn_spec
+from tuning import persist
+from tuning.data import frame, target
+from tuning.export import to_onnx
+from tuning.pipeline import build_pipeline
+from worker.settings import WorkerSettings
+
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
+
+
+def train_version(db: Database, name: str, *, seed: int, flipped: bool = False) -> int:
+    """Fit, export and register a logistic pipeline as a challenger; return its number."""
+    with db.session() as s:
+        model = catalog.get_model(s, name)
+        spec = catalog.spec_of(model)
+    rows = churn_rows(300, seed=seed, flipped=flipped)
+    pipe = build_pipeline(spec, {"family": "logistic"}, random_state=0)
+    pipe.fit(frame(spec, rows), target(spec, [r["churned"] for r in rows]))
+    new = NewVersion(
+        kind="refit",
+        onnx=to_onnx(pipe, spec),
+        pipeline=persist.dumps(pipe),
+        params={"family": "logistic"},
+        metrics={},
+        data_window={},
+        classes=["no", "yes"],
+        parent_version=None,
+        reason="test",
+        job_id=None,
+    )
+    with db.session() as s:
+        model = catalog.get_model(s, name, lock=True)
+        return catalog.register_version(s, model, new, stage="challenger").version
+
+
+@pytest.fixture
+def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClient, Database]]:  # type: ignore[no-untyped-def]
+    spec = churn_spec()
+    with db.session() as s:
+        model = catalog.create_model(s, spec, actor="test")
+        data.add_rows(s, model, spec, churn_rows(100, seed=1))
+    v1 = train_version(db, "churn", seed=1)
+    with db.session() as s:
+        model = catalog.get_model(s, "churn", lock=True)
+        catalog.promote(s, model, catalog.get_version(s, model, v1), actor="test", reason="seed")
+    settings = ApiSettings(
+        admin_token=ADMIN["Authorization"].split()[1],
+        champion_poll_seconds=0.1,
+        log_flush_seconds=0.05,
+        max_batch_rows=50,
+    )
+    app = create_app(
+        settings,
+        RegistrySettings(database_url=database_url, home=tmp_path),
+        WorkerSettings(home=tmp_path),
+    )
+    with TestClient(app) as client:
+        yield client, db

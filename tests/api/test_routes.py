@@ -1,0 +1,164 @@
+"""The HTTP contract: validation names row and field, auth, CSV upload, limits, hot swap."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from registry import catalog, data
+from tests.api.conftest import ADMIN, train_version
+from tests.factories import churn_rows, features_only
+
+
+def _predict(client: TestClient, instances: list) -> dict:
+    r = client.post("/v1/models/churn/predict", json={"instances": instances})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_predict_gives_ids_version_and_probabilities(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    out = _predict(client, features_only(churn_rows(3, seed=4)))
+    assert out["model"] == "churn" and out["version"] == 1
+    preds = out["predictions"]
+    assert len({p["id"] for p in preds}) == 3
+    for p in preds:
+        assert set(p["probabilities"]) == {"no", "yes"}
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
+        assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+
+
+def test_bad_instances_are_422_naming_row_and_field(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    rows = features_only(churn_rows(3, seed=4))
+    rows[0]["x1"] = "tall"
+    del rows[1]["color"]
+    rows[2]["height"] = 3
+    r = client.post("/v1/models/churn/predict", json={"instances": rows})
+    assert r.status_code == 422
+    found = {(d["row"], d["field"], d["msg"]) for d in r.json()["detail"]}
+    assert found == {
+        (0, "instances[0].x1", "must be a finite number or null"),
+        (1, "instances[1].color", "missing feature"),
+        (2, "instances[2].height", "unknown feature"),
+    }
+    for body, field in (({"rows": []}, "instances"), ([1, 2], None)):
+        r = client.post("/v1/models/churn/predict", json=body)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
+    r = client.post("/v1/models/churn/predict", content=b"{not json")
+    assert r.status_code == 422 and "not valid JSON" in r.json()["detail"][0]["msg"]
+
+
+def test_missing_values_are_served(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    out = _predict(client, [{"x1": None, "x2": None, "x3": None, "x4": None, "color": None}])
+    assert out["predictions"][0]["label"] in ("no", "yes")
+
+
+def test_batch_limit_and_unknown_model(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    big = features_only(churn_rows(51, seed=4))
+    r = client.post("/v1/models/churn/predict", json={"instances": big})
+    assert r.status_code == 413 and "limit of 50" in r.json()["detail"]
+    r = client.post("/v1/models/nope/predict", json={"instances": big[:1]})
+    assert r.status_code == 404
+
+
+def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    ids = [p["id"] for p in _predict(client, features_only(churn_rows(2, seed=5)))["predictions"]]
+    bad = {
+        "labels": [
+            {"prediction_id": ids[0], "label": "yes"},
+            {"prediction_id": "f" * 32, "label": "yes"},
+            {"prediction_id": ids[1], "label": "perhaps"},
+        ]
+    }
+    r = client.post("/v1/models/churn/feedback", json=bad)
+    assert r.status_code == 422
+    assert [d["field"] for d in r.json()["detail"]] == [
+        "labels[1].prediction_id",
+        "labels[2].label",
+    ]
+    with db.session() as s:
+        model_id = catalog.get_model(s, "churn").id
+        assert data.rows_after(s, model_id, None) == 100
+    good = {
+        "labels": [
+            {"prediction_id": ids[0], "label": "yes"},
+            {"prediction_id": ids[1], "label": "no"},
+        ]
+    }
+    for _ in range(2):
+        r = client.post("/v1/models/churn/feedback", json=good)
+        assert r.status_code == 202 and r.json() == {"accepted": 2}
+    with db.session() as s:
+        assert data.rows_after(s, model_id, None) == 102
+
+
+def test_admin_routes_need_the_token(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+        r = client.post("/v1/admin/models/churn/rollback", headers=headers)
+        assert r.status_code == 401
+    assert client.get("/v1/admin/events", headers=ADMIN).status_code == 200
+
+
+def test_model_spec_errors_name_the_field(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    body = {
+        "name": "m",
+        "task": "classification",
+        "target": "y",
+        "features": [{"name": "a", "type": "text"}],
+    }
+    r = client.post("/v1/admin/models", json=body, headers=ADMIN)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "features", 0, "type"]
+
+
+def test_csv_upload_is_typed_by_the_spec(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    csv = "x1,x2,x3,x4,color,churned\n1.5,2,,0.1,red,yes\n-1,0.5,3,2,blue,no\n"
+    r = client.post(
+        "/v1/admin/models/churn/data", content=csv, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
+    assert r.status_code == 202 and r.json() == {"accepted": 2}
+    r = client.post(
+        "/v1/admin/models/churn/data",
+        headers=ADMIN,
+        files={"file": ("rows.csv", "x1,x2,x3,x4,color,churned\nabc,1,1,1,red,no\n")},
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "rows[0].x1"
+    with db.session() as s:
+        _, rows, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+    assert rows[-2]["x3"] is None and rows[-2]["x1"] == 1.5 and labels[-2:] == ["yes", "no"]
+
+
+def test_promotion_elsewhere_is_picked_up_without_restart(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    v2 = train_version(db, "churn", seed=2, flipped=True)
+    with db.session() as s:  # as another process would: straight in the database
+        model = catalog.get_model(s, "churn", lock=True)
+        catalog.promote(s, model, catalog.get_version(s, model, v2), actor="other", reason="t")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _predict(client, features_only(churn_rows(1, seed=3)))["version"] == v2:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the new champion was not picked up")
+    r = client.post("/v1/admin/models/churn/rollback", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["champion_version"] == 1
+
+
+def test_health_and_metrics(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == {"churn": 1}
+    _predict(client, features_only(churn_rows(1, seed=3)))
+    text = client.get("/metrics").text
+    assert 'loopserve_served_version{model="churn"} 1.0' in text
+    assert 'route="/v1/models/{name}/predict"' in text
