@@ -67,7 +67,7 @@ def install(app: FastAPI) -> None:
         return _json(
             503,
             f"model {exc} has no champion loaded yet: upload labelled data and "
-            "retrain it (POST /v1/admin/models/{name}/retrain), then retry",
+            f"retrain it (POST /v1/admin/models/{exc}/retrain), then retry",
         )
 
     @app.exception_handler(BrokerUnavailable)

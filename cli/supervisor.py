@@ -80,20 +80,18 @@ def up(host: str, port: int, concurrency: int) -> int:
 
 
 def terminate(procs, grace: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    """SIGTERM each child's process group, then SIGKILL what is still alive after `grace`."""
+    """SIGTERM each child (a Celery worker then finishes its task: warm shutdown), SIGKILL
+    whatever is left of its process group after `grace` seconds."""
     procs = list(procs)
     for proc in procs:
         if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
     for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
+            proc.kill()
             proc.wait()
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # orphans of the group, if any
