@@ -1,0 +1,72 @@
+"""loopserve's ML core: pure scikit-learn / ONNX code, no database, HTTP or broker.
+
+Data (tuning.data)
+    frame(spec, rows) -> DataFrame        dict rows -> feature frame (missing categorical
+                                          -> MISSING "__missing__", numeric -> float64 NaN)
+    normalize(spec, X) -> DataFrame       any frame with the feature columns -> feature frame
+    target(spec, values) -> ndarray       str classes (1, 1.0, "1" -> "1") or float64 values
+Pipelines (tuning.pipeline)
+    build_pipeline(spec, config, *, random_state) -> Pipeline
+ONNX (tuning.export)
+    to_onnx(pipeline, spec) -> bytes      inputs per feature; outputs label/probabilities or
+                                          variable
+    OnnxModel(onnx_bytes, spec).predict(X) -> Prediction
+    predict_sklearn(pipeline, X) -> Prediction
+    check_parity(pipeline, onnx_bytes, spec, X, *, atol=1e-4) -> ParityReport
+Metrics (tuning.metrics)
+    score(metric, y_true, pred), greater_is_better(metric), per_row_loss(metric, y_true, pred)
+Promotion (tuning.policy)
+    decide(spec, y_holdout, champion, challenger, *, baseline=None) -> Decision
+    baseline_prediction(spec, y_train, n), mcnemar_p(a_ok, b_ok), paired_bootstrap(...)
+Search (tuning.search)
+    tune(spec, X, y, *, champion=None, champion_rows_end=None, seed=None, progress=None)
+        -> TuneResult(best: Candidate, trials: list[dict])
+Persistence (tuning.persist)
+    dumps(pipeline) -> bytes, loads(data) -> Pipeline   (skops, explicit allow-list)
+One retrain end to end (tuning.challenge)
+    challenge(spec, rows, labels, *, champion, progress=None) -> Outcome
+
+Names are re-exported lazily (PEP 562): ``from tuning.spec import ModelSpec`` in the API or the
+registry must not pay for importing scikit-learn, skl2onnx and onnxruntime (~2 s).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "tuning.data": ("MISSING", "frame", "normalize", "target"),
+    "tuning.export": (
+        "OnnxModel",
+        "ParityReport",
+        "Prediction",
+        "check_parity",
+        "predict_sklearn",
+        "to_onnx",
+    ),
+    "tuning.metrics": ("greater_is_better", "per_row_loss", "score"),
+    "tuning.pipeline": ("build_pipeline",),
+    "tuning.policy": (
+        "Decision",
+        "baseline_prediction",
+        "decide",
+        "mcnemar_p",
+        "paired_bootstrap",
+    ),
+    "tuning.search": ("Candidate", "TuneResult", "TuningError", "tune"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuning' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
