@@ -53,6 +53,13 @@ def test_up_runs_the_loop_and_stops_cleanly(tmp_path) -> None:  # type: ignore[n
             json={"instances": features_only(churn_rows(2, seed=2))},
         )
         assert out["version"] == 1
+        cli = env | {"LOOPSERVE_URL": f"http://127.0.0.1:{port}"}  # token from LOOPSERVE_HOME
+        models = _loopserve(cli, "models")
+        assert models.returncode == 0 and "churn" in models.stdout, models
+        versions = _loopserve(cli, "versions", "churn")
+        assert "champion" in versions.stdout and "baseline" in versions.stdout, versions
+        refused = _loopserve(cli, "rollback", "churn")
+        assert refused.returncode == 1 and "409 model 'churn' has no previous" in refused.stderr
         children = subprocess.run(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
         ).stdout.split()
@@ -66,6 +73,17 @@ def test_up_runs_the_loop_and_stops_cleanly(tmp_path) -> None:  # type: ignore[n
     for child in children:  # each leads its own process group (worker pool, uvicorn)
         group = subprocess.run(["pgrep", "-g", child], capture_output=True, text=True)
         assert group.stdout == "", f"processes of group {child} outlived loopserve up"
+
+
+def _loopserve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _wait_ready(api: Client, timeout: float = 60) -> None:

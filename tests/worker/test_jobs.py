@@ -1,0 +1,102 @@
+"""The worker's logic called directly on a real database (the Celery task only wraps it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from registry import catalog, data, jobs
+from registry.models import Job, Model, utcnow
+from tests.factories import churn_rows, churn_spec
+from worker import training
+from worker.settings import WorkerSettings
+from worker.training import run_retrain
+from worker.triggers import tick
+
+
+def _model(db, n: int, **spec):  # type: ignore[no-untyped-def]
+    spec_ = churn_spec(**spec)
+    with db.session() as s:
+        model = catalog.create_model(s, spec_, actor="test")
+        if n:
+            data.add_rows(s, model, spec_, churn_rows(n, seed=1))
+        return model.id
+
+
+def _submit(db) -> str:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        return jobs.submit(s, catalog.get_model(s, "churn"), trigger="test", actor="t")[0].id
+
+
+def test_a_first_retrain_registers_and_promotes(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        assert job.status == "succeeded" and job.progress == 1.0
+        assert job.result["decision"] == "promoted" and job.result["candidate_version"] == 1
+        champ = catalog.champion(s, model_id)
+        assert champ.data_window["rows"] + champ.data_window["holdout"]["rows"] == 400
+        assert champ.data_window["last_row_id"] < champ.data_window["holdout"]["first_row_id"]
+        assert champ.job_id == job_id and champ.pipeline_sha256
+
+
+def test_a_failed_training_records_its_error_and_no_version(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _model(db, 12)
+    job_id = _submit(db)
+    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        assert job.status == "failed" and "too few" in job.error
+        assert catalog.versions(s, model_id) == []
+
+
+def test_a_worker_that_lost_its_job_registers_nothing(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    real = training.challenge
+
+    def challenge_then_lose(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = real(*args, **kwargs)
+        with db.session() as s:  # meanwhile the platform re-queued the job for another worker
+            s.execute(update(Job).where(Job.id == job_id).values(status="queued", worker=None))
+        return outcome
+
+    monkeypatch.setattr(training, "challenge", challenge_then_lose)
+    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    with db.session() as s:
+        assert jobs.get(s, job_id).status == "queued"
+        assert catalog.versions(s, model_id) == []
+
+
+@pytest.mark.parametrize(
+    ("retrain", "rows", "age", "expected"),
+    [
+        ({"min_new_labels": 100}, 150, 0, "labels"),
+        ({"min_new_labels": 200}, 150, 0, None),
+        ({"min_new_labels": None, "schedule_seconds": 60}, 10, 30, None),
+        ({"min_new_labels": None, "schedule_seconds": 60}, 10, 90, "schedule"),
+    ],
+)
+def test_tick_triggers_by_labels_and_schedule(db, retrain, rows, age, expected) -> None:  # type: ignore[no-untyped-def]
+    _model(db, rows, retrain=retrain)
+    with db.session() as s:
+        s.execute(update(Model).values(created_at=utcnow() - timedelta(seconds=age)))
+    result = tick(db, WorkerSettings())
+    assert result.created == ({"churn": expected} if expected else {})
+    assert len(result.send) == (1 if expected else 0)
+    assert tick(db, WorkerSettings()).created == {}  # the open job is not duplicated
+
+
+def test_tick_requeues_a_silent_job_and_resends_it(db) -> None:  # type: ignore[no-untyped-def]
+    _model(db, 50)
+    job_id = _submit(db)
+    with db.session() as s:
+        jobs.start(s, job_id, worker="dead", last_row_id=None)
+        s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=600)))
+    assert tick(db, WorkerSettings()).send == [job_id]
+    with db.session() as s:
+        assert jobs.get(s, job_id).status == "queued"
