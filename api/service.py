@@ -157,6 +157,8 @@ class Platform:
         if created:
             try:
                 self.sender.send_retrain(job.id)
+                with self.db.session() as s:
+                    jobs.mark_sent(s, [job.id])
             except Exception as exc:
                 raise BrokerUnavailable(
                     f"job {job.id} is queued but the broker is unreachable ({exc}); it is sent "

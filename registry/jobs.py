@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ def submit(session: Session, model: Model, *, trigger: str, actor: str) -> tuple
     """Create a retrain job for the model, or join the open one. Returns (job, created).
 
     The caller sends the task only after this transaction commits (and the platform re-sends
-    queued jobs that no worker picked up, see `unstarted`).
+    queued jobs that no worker picked up, see `resend_due`).
     """
     existing = open_job(session, model.id)
     if existing is not None:
@@ -141,17 +141,33 @@ def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> lis
             reason=f"worker {job.worker} stopped heart-beating",
             detail={"job_id": job.id, "attempt": job.attempts},
         )
-        job.status, job.worker = "queued", None
+        job.status, job.worker, job.sent_at = "queued", None, utcnow()
         again.append(job.id)
     return again
 
 
-def unstarted(session: Session, *, older_than: float) -> list[str]:
-    """Queued jobs no worker picked up for `older_than` seconds (a lost message)."""
-    cutoff = utcnow() - timedelta(seconds=older_than)
-    return list(
-        session.scalars(select(Job.id).where(Job.status == "queued", Job.created_at < cutoff))
-    )
+def resend_due(session: Session, *, older_than: float) -> list[str]:
+    """Queued jobs sent (or re-queued) over `older_than` seconds ago that no worker picked up:
+    the message was lost or is stuck. Marks them sent now, so each is re-sent once a period."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than)
+    due = session.scalars(
+        select(Job)
+        .where(
+            Job.status == "queued",
+            or_(Job.sent_at < cutoff, and_(Job.sent_at.is_(None), Job.created_at < cutoff)),
+        )
+        .with_for_update()
+    ).all()
+    for job in due:
+        job.sent_at = now
+    return [job.id for job in due]
+
+
+def mark_sent(session: Session, job_ids: list[str]) -> None:
+    now = utcnow()
+    for job_id in job_ids:
+        get(session, job_id).sent_at = now
 
 
 def last_finished(session: Session, model_id: int) -> Job | None:

@@ -27,7 +27,7 @@ def tick(db: Database, settings: WorkerSettings) -> TickResult:
         out.send += jobs.requeue_stale(
             s, timeout=settings.job_timeout_seconds, max_attempts=settings.job_max_attempts
         )
-        for job_id in jobs.unstarted(s, older_than=settings.job_timeout_seconds):
+        for job_id in jobs.resend_due(s, older_than=settings.job_timeout_seconds):
             if job_id not in out.send:
                 out.send.append(job_id)
     with db.session() as s:
@@ -41,6 +41,7 @@ def tick(db: Database, settings: WorkerSettings) -> TickResult:
             if created:
                 out.created[model.name] = reason
                 out.send.append(job.id)
+                jobs.mark_sent(s, [job.id])
     return out
 
 

@@ -115,3 +115,14 @@ def test_a_silent_worker_loses_its_job(db) -> None:  # type: ignore[no-untyped-d
     with db.session() as s:
         assert jobs.requeue_stale(s, timeout=0.001, max_attempts=2) == []
         assert jobs.get(s, job.id).status == "failed"
+
+
+def test_a_lost_message_is_resent_once_a_period(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, _ = _model_with_rows(s)
+        job, _ = jobs.submit(s, model, trigger="admin", actor="a")
+        jobs.mark_sent(s, [job.id])
+        assert jobs.resend_due(s, older_than=60) == []
+        s.execute(update(Job).values(sent_at=utcnow() - timedelta(seconds=120)))
+        assert jobs.resend_due(s, older_than=60) == [job.id]
+        assert jobs.resend_due(s, older_than=60) == []  # not again until the period passed
