@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,22 +16,13 @@ from tests.factories import churn_rows, churn_spec, features_only
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite+embedded", "postgres+redis"])
-def stack(request: pytest.FixtureRequest, tmp_path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite+embedded":
-        db_url, broker = f"sqlite:///{tmp_path / 'loopserve.db'}", None
-    else:
-        db_url = request.getfixturevalue("postgres_url")
-        broker = request.getfixturevalue("redis_url")
-    platform = Stack(tmp_path, db_url, broker)
-    try:
-        platform.start_api()
-        platform.start_worker()
-        platform.start_beat()
-        yield platform
-    finally:
-        platform.stop()
-        print(platform.logs())  # shown by pytest only when the test failed
+@pytest.fixture
+def running(stack: Stack) -> Stack:
+    """The deployment with one api, one worker and beat running."""
+    stack.start_api()
+    stack.start_worker()
+    stack.start_beat()
+    return stack
 
 
 def _accuracy(api: Client, name: str, rows: list[dict[str, Any]]) -> tuple[float, int]:
@@ -86,15 +76,15 @@ class _Hammer(threading.Thread):
                 self.versions.add(r.json()["version"])
 
 
-def test_drift_is_learned_and_promoted_without_restart(stack: Stack) -> None:
-    api = stack.client()
+def test_drift_is_learned_and_promoted_without_restart(running: Stack) -> None:
+    api = running.client()
     _first_champion(api, "churn")
     fresh = churn_rows(400, seed=77, flipped=True)
     old_accuracy, version = _accuracy(api, "churn", fresh)
     assert version == 1
 
     _label_traffic(api, "churn", churn_rows(500, seed=11, flipped=True))
-    hammer = _Hammer(stack.urls[0], "churn")
+    hammer = _Hammer(running.urls[0], "churn")
     hammer.start()
     job = api.retrain("churn")
     api.wait_version("churn", 2)
@@ -124,8 +114,8 @@ def test_drift_is_learned_and_promoted_without_restart(stack: Stack) -> None:
     assert kinds.count("promoted") == 3 and "rolled_back" in kinds
 
 
-def test_feedback_from_the_same_concept_promotes_nothing(stack: Stack) -> None:
-    api = stack.client()
+def test_feedback_from_the_same_concept_promotes_nothing(running: Stack) -> None:
+    api = running.client()
     _first_champion(api, "steady", retrain={"min_new_labels": 400})
     seen = max(e["id"] for e in api.ok("GET", "/v1/admin/events", params={"model": "steady"}))
     _label_traffic(api, "steady", churn_rows(500, seed=12))

@@ -4,7 +4,6 @@ that says what to do."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,21 +11,6 @@ from tests.e2e.stack import Client, Stack
 from tests.factories import churn_rows, churn_spec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite+embedded", "postgres+redis"])
-def stack(request: pytest.FixtureRequest, tmp_path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite+embedded":
-        db_url, broker = f"sqlite:///{tmp_path / 'loopserve.db'}", None
-    else:
-        db_url = request.getfixturevalue("postgres_url")
-        broker = request.getfixturevalue("redis_url")
-    platform = Stack(tmp_path, db_url, broker)
-    try:
-        yield platform
-    finally:
-        platform.stop()
-        print(platform.logs())
 
 
 def test_a_job_whose_worker_was_killed_runs_again(stack: Stack) -> None:
