@@ -21,6 +21,12 @@ Promotion (tuning.policy)
 Search (tuning.search)
     tune(spec, X, y, *, champion=None, champion_rows_end=None, seed=None, progress=None)
         -> TuneResult(best: Candidate, trials: list[dict])
+    The same search as steps, so one rung's fits can run on several workers (tuning.steps):
+    plan(spec, n_rows, *, seed=None) -> SearchState     to_json() / from_json(d) travel
+    pending(state) -> list[FitTask(run, rung, start, end)]
+    evaluate(spec, X, y, state, task) -> trial dict     anywhere, in any order
+    advance(spec, state, trials) -> SearchState         next rung, or finished
+    finish(spec, X, y, state, *, champion=None, champion_rows_end=None) -> TuneResult
 Persistence (tuning.persist)
     dumps(pipeline) -> bytes, loads(data) -> Pipeline   (skops, explicit allow-list)
 One retrain end to end (tuning.challenge)
@@ -54,7 +60,19 @@ _EXPORTS = {
         "mcnemar_p",
         "paired_bootstrap",
     ),
-    "tuning.search": ("Candidate", "TuneResult", "TuningError", "tune"),
+    "tuning.search": (
+        "Candidate",
+        "FitTask",
+        "SearchState",
+        "TuneResult",
+        "TuningError",
+        "advance",
+        "evaluate",
+        "finish",
+        "pending",
+        "plan",
+        "tune",
+    ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

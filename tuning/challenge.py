@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tuning import persist
 from tuning.data import frame, target
 from tuning.export import OnnxModel, ParityReport, check_parity, to_onnx
 from tuning.policy import Decision, baseline_prediction, decide
-from tuning.search import Candidate, tune
+from tuning.search import Candidate, TuneResult, tune
 from tuning.spec import ModelSpec
 
 
@@ -59,6 +60,40 @@ def split(spec: ModelSpec, n: int) -> int:
     return n - holdout
 
 
+@dataclass(frozen=True)
+class Split:
+    """Training rows (oldest first) and the newest hold-out the decision is made on."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_hold: pd.DataFrame
+    y_hold: np.ndarray
+
+    @property
+    def holdout(self) -> tuple[int, int]:
+        start = len(self.y_train)
+        return start, start + len(self.y_hold)
+
+
+def prepare(spec: ModelSpec, rows: list[dict[str, Any]], labels: list[Any]) -> Split:
+    """Type the rows and hold out the newest; NotEnoughData when a fair split is impossible."""
+    n = len(rows)
+    start = split(spec, n)
+    if start < 20 or n - start < 5:
+        raise NotEnoughData(f"{n} labelled rows are too few to train and hold out (need ~30)")
+    X, y = frame(spec, rows), target(spec, labels)
+    if spec.task == "classification" and len(np.unique(y[:start])) < 2:
+        raise NotEnoughData("the training rows hold a single class")
+    return Split(X.iloc[:start], y[:start], X.iloc[start:], y[start:])
+
+
+def warm_rows_end(champion: Champion | None, data: Split) -> int | None:
+    """Where the rows new to the champion begin within the training rows."""
+    if champion is None or not champion.rows_end:
+        return None
+    return min(champion.rows_end, len(data.y_train))
+
+
 def challenge(
     spec: ModelSpec,
     rows: list[dict[str, Any]],
@@ -68,14 +103,7 @@ def challenge(
     progress: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Train one challenger on all but the newest rows and judge it against the champion."""
-    n = len(rows)
-    start = split(spec, n)
-    if start < 20 or n - start < 5:
-        raise NotEnoughData(f"{n} labelled rows are too few to train and hold out (need ~30)")
-    X, y = frame(spec, rows), target(spec, labels)
-    X_train, y_train, X_hold, y_hold = X.iloc[:start], y[:start], X.iloc[start:], y[start:]
-    if spec.task == "classification" and len(np.unique(y_train)) < 2:
-        raise NotEnoughData("the training rows hold a single class")
+    data = prepare(spec, rows, labels)
 
     def report(fraction: float) -> None:
         if progress is not None:
@@ -83,35 +111,40 @@ def challenge(
 
     result = tune(
         spec,
-        X_train,
-        y_train,
+        data.X_train,
+        data.y_train,
         champion=champion.pipeline if champion else None,
-        champion_rows_end=min(champion.rows_end, start) if champion and champion.rows_end else None,
+        champion_rows_end=warm_rows_end(champion, data),
         progress=report,
     )
+    return conclude(spec, data, result, champion)
+
+
+def conclude(
+    spec: ModelSpec, data: Split, result: TuneResult, champion: Champion | None
+) -> Outcome:
+    """Export the search's best, check its parity, and judge it through ONNX on the hold-out."""
     best = result.best
     onnx = to_onnx(best.pipeline, spec)
-    parity = check_parity(best.pipeline, onnx, spec, X_hold)
+    parity = check_parity(best.pipeline, onnx, spec, data.X_hold)
     classes = _classes(best.pipeline) if spec.task == "classification" else None
     if not parity.ok:
         decision = Decision(False, f"not registered: ONNX parity failed ({parity.reason})", {})
-        return Outcome(best, None, None, parity, decision, (start, n), classes, result.trials)
-    challenger_pred = OnnxModel(onnx, spec).predict(X_hold)
+        return Outcome(best, None, None, parity, decision, data.holdout, classes, result.trials)
+    challenger_pred = OnnxModel(onnx, spec).predict(data.X_hold)
     if champion is not None:
-        champion_pred = OnnxModel(champion.onnx, spec).predict(X_hold)
-        decision = decide(spec, y_hold, champion_pred, challenger_pred)
+        champion_pred = OnnxModel(champion.onnx, spec).predict(data.X_hold)
+        decision = decide(spec, data.y_hold, champion_pred, challenger_pred)
     else:
-        baseline = baseline_prediction(spec, y_train, len(y_hold))
-        decision = decide(spec, y_hold, None, challenger_pred, baseline=baseline)
-    if progress is not None:
-        progress(0.95)
+        baseline = baseline_prediction(spec, data.y_train, len(data.y_hold))
+        decision = decide(spec, data.y_hold, None, challenger_pred, baseline=baseline)
     return Outcome(
         best,
         onnx,
         persist.dumps(best.pipeline),
         parity,
         decision,
-        (start, n),
+        data.holdout,
         classes,
         result.trials,
     )

@@ -1,0 +1,99 @@
+"""The refit search's data: what it produces, and the state that travels between its steps.
+
+SearchState crosses process and machine boundaries (inside Celery messages), so it holds JSON
+values only: configs JSON-shaped (lists, not tuples; build_pipeline resolves them back), finite
+scores, and the deadline as epoch seconds, since a monotonic clock means nothing on another
+machine. The steps themselves live in tuning.steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sklearn.pipeline import Pipeline
+
+
+class TuningError(RuntimeError):
+    """Tuning could not produce any candidate (too few rows, every fit failed)."""
+
+
+@dataclass
+class Candidate:
+    """A fitted challenger.
+
+    rows: positions [start, end) into the X given to tune that trained the final pipeline (for
+    a warm start: the new rows it continued on). config: for a refit, the resolved config
+    (build_pipeline(spec, config) rebuilds it); for a warm start, family and epochs only.
+    validation_score: its score on the shared validation rows, before the final (re)fit.
+    """
+
+    pipeline: Pipeline
+    config: dict[str, Any]
+    kind: Literal["refit", "warm_start"]
+    window: int | None
+    rows: tuple[int, int]
+    validation_score: float
+
+
+@dataclass
+class TuneResult:
+    """The best candidate and every trial (JSON-serialisable dicts) that led to it."""
+
+    best: Candidate
+    trials: list[dict[str, Any]]
+
+
+@dataclass
+class Run:
+    """One refit configuration racing through the rungs; score/error are of its latest fit."""
+
+    index: int
+    config: dict[str, Any]
+    window: int | None
+    start: int  # first row of the window (before the validation split)
+    score: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class SearchState:
+    """Everything between two steps of the search, so that any worker can take the next one.
+
+    n: rows of the training frame; the newest n - n_train are the shared validation rows.
+    alive: indices of the runs still racing, best first (by the previous rung; run order at
+    rung 0). Once finished, the successful runs of the last rung, best first: the order the
+    final refit tries them in. deadline: epoch seconds (time.time()).
+    """
+
+    seed: int
+    n: int
+    n_train: int
+    runs: list[Run]
+    rung: int
+    alive: list[int]
+    deadline: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """A deep, plain-JSON copy (raises if anything in it is not strict JSON)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SearchState:
+        """The state back from to_json(); copies, so ``d`` stays independent of it."""
+        d = json.loads(json.dumps(d, allow_nan=False))
+        return cls(**{**d, "runs": [Run(**r) for r in d["runs"]]})
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One candidate fit of the current rung: which run, which rung, rows [start, end)."""
+
+    run: int
+    rung: int
+    start: int
+    end: int

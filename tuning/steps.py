@@ -1,0 +1,248 @@
+"""The refit search as steps, so one retrain's candidate fits can run on several machines.
+
+plan -> (pending -> evaluate each task, anywhere -> advance)* -> finish. Only SearchState and
+the trial dicts travel between steps; evaluate depends on nothing but the seed, the run's
+config and the rows, so fits done in any order, in any process, give the result tune() gives
+in one. tune() is exactly this loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from tuning import data, metrics
+from tuning.fitting import fit_quietly, validation_score
+from tuning.pipeline import build_pipeline
+from tuning.space import jsonable, sample_configs
+from tuning.spec import ModelSpec
+from tuning.state import Candidate, FitTask, Run, SearchState, TuneResult, TuningError
+from tuning.warm import warm_start
+
+MIN_VALIDATION_ROWS = 5
+MIN_TRAIN_ROWS = 10
+MIN_RUNG_ROWS = 30
+RUNGS = 3  # training sizes 1/3, 2/3 and all of the window
+KEEP = 3  # keep the best 1/KEEP of the candidates at each rung
+LAST = RUNGS - 1
+
+
+def _window_start(end: int, window: int | None) -> int:
+    return 0 if window is None else max(0, end - window)
+
+
+def _rung_rows(run: Run, rung: int, n_train: int) -> tuple[int, int]:
+    length = n_train - run.start
+    if rung == LAST:
+        return run.start, n_train
+    size = min(length, max(MIN_RUNG_ROWS, math.ceil(length * (rung + 1) / RUNGS)))
+    return n_train - size, n_train
+
+
+def _sign(spec: ModelSpec) -> float:
+    return 1.0 if metrics.greater_is_better(str(spec.metric)) else -1.0
+
+
+def _rank(spec: ModelSpec, runs: list[Run]) -> list[Run]:
+    """Best first; failed runs last; ties by run index, so the order never depends on timing."""
+    sign = _sign(spec)
+    return sorted(runs, key=lambda r: (math.inf if r.score is None else -sign * r.score, r.index))
+
+
+def plan(spec: ModelSpec, n_rows: int, *, seed: int | None = None) -> SearchState:
+    """Draw the configurations and windows (all randomness of the search) and set rung 0."""
+    seed = spec.retrain.seed if seed is None else int(seed)
+    n_val = max(MIN_VALIDATION_ROWS, math.ceil(spec.retrain.holdout_fraction * n_rows))
+    n_train = n_rows - n_val
+    if n_train < MIN_TRAIN_ROWS:
+        raise TuningError(f"{n_rows} rows are too few to tune (need {MIN_TRAIN_ROWS + n_val})")
+    deadline = time.time() + spec.retrain.max_seconds
+    rng = np.random.default_rng(seed)
+    configs = sample_configs(spec, spec.retrain.max_candidates, rng)
+    windows = spec.retrain.windows
+    runs = [
+        Run(i, jsonable(cfg), w, _window_start(n_train, w))
+        for i, cfg in enumerate(configs)
+        for w in [windows[int(rng.integers(len(windows)))]]
+    ]
+    rung = LAST if len(runs) == 1 else 0  # a lone run goes straight to the full window
+    return SearchState(seed, n_rows, n_train, runs, rung, [r.index for r in runs], deadline)
+
+
+def pending(state: SearchState) -> list[FitTask]:
+    """The fits of the current rung, in run order; [] once the search is finished."""
+    if state.finished:
+        return []
+    return [
+        FitTask(i, state.rung, *_rung_rows(state.runs[i], state.rung, state.n_train))
+        for i in sorted(state.alive)
+    ]
+
+
+def _frame(spec: ModelSpec, X: pd.DataFrame, y: Any, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    X, y = data.normalize(spec, X), data.target(spec, y)
+    if len(X) != n or len(y) != n:
+        raise ValueError(f"X has {len(X)} rows and y {len(y)}; the search was planned for {n}")
+    return X, y
+
+
+def evaluate(
+    spec: ModelSpec, X: pd.DataFrame, y: np.ndarray, state: SearchState, task: FitTask
+) -> dict[str, Any]:
+    """Fit one pending task and score it on the validation rows; the trial (JSON dict).
+
+    X, y: the full training frame given to plan/tune, on every worker.
+    """
+    if task not in pending(state):
+        raise ValueError(f"{task} is not pending at rung {state.rung}")
+    X, y = _frame(spec, X, y, state.n)
+    return _evaluate(spec, X, y, state, task)
+
+
+def _evaluate(
+    spec: ModelSpec, X: pd.DataFrame, y: np.ndarray, state: SearchState, task: FitTask
+) -> dict[str, Any]:
+    run, (start, end), n_train = state.runs[task.run], (task.start, task.end), state.n_train
+    t0, trial, score = time.monotonic(), _trial(run, task), None
+    try:
+        pipe = build_pipeline(spec, run.config, random_state=state.seed)
+        fit_quietly(pipe, X.iloc[start:end], y[start:end])
+        score = validation_score(str(spec.metric), pipe, X.iloc[n_train:], y[n_train:])
+    except Exception as exc:  # a failing configuration only loses the race
+        trial["error"] = f"{type(exc).__name__}: {exc}"
+    trial.update(validation_score=score, seconds=round(time.monotonic() - t0, 3))
+    return trial
+
+
+def _trial(run: Run, task: FitTask) -> dict[str, Any]:
+    """What a rung trial says about its fit, before the outcome."""
+    return {
+        "kind": "refit",
+        "stage": f"rung {task.rung}",
+        "run": run.index,
+        "rung": task.rung,
+        "config": jsonable(run.config),
+        "window": run.window,
+        "rows": [task.start, task.end],
+    }
+
+
+def advance(spec: ModelSpec, state: SearchState, trials: list[dict[str, Any]]) -> SearchState:
+    """Record the rung's trials (any order), keep the best 1/KEEP, and move on or finish.
+
+    Fewer trials than pending tasks (the budget ran out mid-rung) finish the search with what
+    was fitted, as does a passed deadline. A trial needs only "run", "rung" and
+    "validation_score" (or "error", e.g. from a worker that crashed); the rest is filled in.
+    Returns a new state; ``state`` is left as it was.
+    """
+    if state.finished:
+        raise ValueError("the search is already finished")
+    state = SearchState.from_json(state.to_json())
+    expected = {t.run: t for t in pending(state)}
+    trials = sorted(json.loads(json.dumps(trials)), key=lambda t: t.get("run", -1))
+    runs = [t.get("run") for t in trials]
+    if len(set(runs)) < len(runs):
+        raise ValueError(f"duplicate trials for runs {runs} at rung {state.rung}")
+    for t in trials:
+        task = expected.get(t.get("run"))
+        if task is None or t.get("rung") != task.rung:
+            raise ValueError(f"trial of run {t.get('run')}, rung {t.get('rung')} is not pending")
+        run = state.runs[task.run]
+        head = _trial(run, task)
+        if t.get("rows", head["rows"]) != head["rows"] or t.get("config", run.config) != run.config:
+            raise ValueError(f"trial of run {run.index} fitted something else: {t}")
+        t.update({**head, "validation_score": None, **t})  # what was reported wins
+        if t["validation_score"] is None:
+            t.setdefault("error", "no validation score")
+        run.score, run.error = t["validation_score"], t.get("error")
+    state.trials.extend(trials)
+    done = [state.runs[t["run"]] for t in trials]
+    ranked = _rank(spec, done)
+    if not ranked or ranked[0].score is None:
+        errors = "; ".join(str(r.error) for r in done[:3]) or "no fit reported"
+        raise TuningError(f"every candidate failed at rung {state.rung}: {errors}")
+    if state.rung == LAST or len(done) < len(expected) or time.time() > state.deadline:
+        state.alive, state.finished = [r.index for r in ranked if r.score is not None], True
+        return state
+    keep = ranked[: math.ceil(len(ranked) / KEEP)]
+    state.alive = [r.index for r in keep if r.score is not None]
+    state.rung = LAST if len(state.alive) == 1 else state.rung + 1  # a lone survivor: full window
+    return state
+
+
+def finish(
+    spec: ModelSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    state: SearchState,
+    *,
+    champion: Pipeline | None = None,
+    champion_rows_end: int | None = None,
+) -> TuneResult:
+    """Refit the winner on its window up to the newest row, try the warm start; the result.
+
+    champion / champion_rows_end: as for tune.
+    """
+    X, y = _frame(spec, X, y, state.n)
+    return _finish(spec, X, y, state, champion, champion_rows_end, lambda: None)
+
+
+def _finish(
+    spec: ModelSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    state: SearchState,
+    champion: Pipeline | None,
+    champion_rows_end: int | None,
+    tick: Callable[[], None],
+) -> TuneResult:
+    if not state.finished:
+        raise ValueError(f"the search is still at rung {state.rung}; advance it first")
+    trials: list[dict[str, Any]] = json.loads(json.dumps(state.trials))
+    best = _final_refit(spec, [state.runs[i] for i in state.alive], X, y, state.seed, trials)
+    tick()
+    if champion is not None and spec.retrain.warm_start:
+        metric, sign = str(spec.metric), _sign(spec)
+        warm = warm_start(
+            spec, champion, X, y, champion_rows_end, state.n_train, metric=metric, trials=trials
+        )
+        if warm is not None and sign * warm.validation_score > sign * best.validation_score:
+            best = Candidate(
+                warm.pipeline, warm.config, "warm_start", None, warm.rows, warm.validation_score
+            )
+        tick()
+    return TuneResult(best, trials)
+
+
+def _final_refit(
+    spec: ModelSpec, ranked: list[Run], X: pd.DataFrame, y: np.ndarray, seed: int, trials: list
+) -> Candidate:
+    """Refit the best configuration on its window ending at the newest row.
+
+    Should that fit fail (rare: e.g. a class appears only in the validation rows), the next
+    best configuration is refit instead.
+    """
+    n, errors = len(X), []
+    for run in ranked:
+        start, t0 = _window_start(n, run.window), time.monotonic()
+        trial = {"kind": "refit", "stage": "final", "run": run.index}
+        trial["config"] = jsonable(run.config)
+        trial.update(window=run.window, rows=[start, n], validation_score=run.score)
+        try:
+            pipe = build_pipeline(spec, run.config, random_state=seed)
+            fit_quietly(pipe, X.iloc[start:n], y[start:n])
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            trials.append({**trial, "error": errors[-1]})
+            continue
+        trials.append({**trial, "seconds": round(time.monotonic() - t0, 3)})
+        assert run.score is not None
+        return Candidate(pipe, jsonable(run.config), "refit", run.window, (start, n), run.score)
+    raise TuningError(f"every final refit failed: {'; '.join(errors[:3])}")
