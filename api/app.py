@@ -18,6 +18,7 @@ from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
 from registry.db import Database
+from registry.notify import ChampionListener, ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
 from worker.broker import TaskSender
 from worker.settings import WorkerSettings
@@ -49,12 +50,17 @@ def create_app(
             limit=settings.log_queue_limit,
         )
         metrics.log_backlog.set_function(predlog.pending)
-        sender = TaskSender(worker_settings or WorkerSettings())
+        workers = worker_settings or WorkerSettings()
+        sender = TaskSender(workers)
+        url = notify_url(workers.broker_url, registry_settings.notify_url)
+        notifier = ChampionNotifier(url)
+        listener = ChampionListener(url, cache.wake) if url else None
         app.state.platform = Platform(
             db,
             cache,
             predlog,
             sender,
+            notifier,
             max_batch_rows=settings.max_batch_rows,
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
         )
@@ -64,9 +70,14 @@ def create_app(
         except Exception:
             log.exception("could not load the champions at start; will keep trying")
         cache.start(settings.champion_poll_seconds)
+        if listener:
+            listener.start()
         try:
             yield
         finally:
+            if listener:
+                listener.stop()
+            notifier.close()
             cache.stop()
             predlog.close()
             sender.close()

@@ -15,6 +15,7 @@ from registry import catalog, data, events, jobs
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
 from registry.models import Model, ModelVersion, utcnow
+from registry.notify import ChampionNotifier
 from registry.validation import check_instances
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
@@ -37,11 +38,13 @@ class Platform:
         cache: ModelCache,
         log: PredictionLog,
         sender: TaskSender,
+        notifier: ChampionNotifier,
         *,
         max_batch_rows: int,
         feedback_wait_seconds: float,
     ) -> None:
         self.db, self.cache, self.log, self.sender = db, cache, log, sender
+        self.notifier = notifier
         self.max_batch_rows = max_batch_rows
         self.feedback_wait_seconds = feedback_wait_seconds
 
@@ -175,22 +178,31 @@ class Platform:
             model = catalog.get_model(s, name, lock=True)
             target = catalog.get_version(s, model, version)
             previous = catalog.promote(s, model, target, actor=actor, reason=reason)
-            return {
+            out = {
                 "model": name,
                 "champion_version": target.version,
                 "previous_version": previous.version if previous else None,
             }
+        self._announce(name, out["champion_version"])
+        return out
 
     def rollback(self, name: str, *, actor: str, reason: str) -> dict[str, Any]:
         with self.db.session() as s:
             model = catalog.get_model(s, name, lock=True)
             current = catalog.champion(s, model.id)
             restored = catalog.rollback(s, model, actor=actor, reason=reason)
-            return {
+            out = {
                 "model": name,
                 "champion_version": restored.version,
                 "retired_version": current.version if current else None,
             }
+        self._announce(name, out["champion_version"])
+        return out
+
+    def _announce(self, name: str, version: int) -> None:
+        """After the commit: this replica reloads now, the others when notified (or polled)."""
+        self.cache.wake(name)
+        self.notifier.publish(name, version)
 
     def events(self, model: str | None) -> list[dict[str, Any]]:
         with self.db.session() as s:

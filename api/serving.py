@@ -95,6 +95,7 @@ class ModelCache:
         self._models: dict[str, LoadedModel] = {}
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.loaded_once = threading.Event()
 
@@ -156,8 +157,13 @@ class ModelCache:
         )
         self._thread.start()
 
+    def wake(self, _model: str | None = None) -> None:
+        """Refresh now (a champion changed somewhere), not at the next poll."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -167,5 +173,7 @@ class ModelCache:
                 self.refresh()
             except Exception:
                 log.exception("champion refresh failed; serving what is loaded")
-            if self._stop.wait(period):
+            self._wake.wait(period)
+            self._wake.clear()
+            if self._stop.is_set():
                 return

@@ -1,10 +1,11 @@
 """Retrain jobs. The job table is the truth about what runs, not the broker:
 
 - one open (queued or running) job per model, by a partial unique index: a second trigger joins;
-- a worker owns a running job while it heart-beats; a job whose heartbeat stopped is re-queued
-  (the embedded brokers never redeliver a task whose worker was killed, Redis only after its
-  visibility timeout);
-- a worker that lost ownership (its job was re-queued) must not register anything.
+- a running job belongs to its current attempt while some task of it heart-beats; a job whose
+  heartbeat stopped is re-queued as a new attempt (the embedded brokers never redeliver a task
+  whose worker was killed, Redis only after its visibility timeout);
+- tasks carry their attempt number: a task of an old attempt must not register anything. With
+  candidates fanned out, tasks on several workers act for one attempt.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
 
 
 def start(session: Session, job_id: str, *, worker: str, last_row_id: int | None) -> Job | None:
-    """Claim a queued job for `worker`; None when it is not queued (done, or owned elsewhere)."""
+    """Start a new attempt of a queued job; None when it is not queued (done, or running)."""
     job = get(session, job_id, lock=True)
     if job.status != "queued":
         return None
@@ -75,10 +76,14 @@ def start(session: Session, job_id: str, *, worker: str, last_row_id: int | None
     return job
 
 
-def heartbeat(session: Session, job_id: str, *, worker: str, progress: float | None) -> bool:
-    """Refresh the heartbeat; False when the worker no longer owns the job."""
+def _current(job: Job, attempt: int) -> bool:
+    return job.status == "running" and job.attempts == attempt
+
+
+def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | None) -> bool:
+    """Refresh the heartbeat; False when `attempt` is no longer the job's live attempt."""
     job = get(session, job_id, lock=True)
-    if job.status != "running" or job.worker != worker:
+    if not _current(job, attempt):
         return False
     job.heartbeat_at = utcnow()
     if progress is not None:
@@ -86,22 +91,26 @@ def heartbeat(session: Session, job_id: str, *, worker: str, progress: float | N
     return True
 
 
-def ensure_owner(session: Session, job_id: str, *, worker: str) -> Job:
-    """Lock the job and check `worker` still owns it; raise Conflict otherwise."""
+def ensure_current(session: Session, job_id: str, *, attempt: int) -> Job:
+    """Lock the job and check `attempt` is still its live attempt; raise Conflict otherwise."""
     job = get(session, job_id, lock=True)
-    if job.status != "running" or job.worker != worker:
-        raise Conflict(f"job {job_id} is no longer owned by {worker}")
+    if not _current(job, attempt):
+        raise Conflict(f"attempt {attempt} of job {job_id} is over")
     return job
+
+
+def is_current(session: Session, job_id: str, *, attempt: int) -> bool:
+    return _current(get(session, job_id), attempt)
 
 
 def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
     job.status, job.result, job.progress, job.finished_at = "succeeded", result, 1.0, utcnow()
 
 
-def fail(session: Session, job_id: str, *, worker: str | None, error: str) -> bool:
-    """Mark the job failed with its error, if `worker` (when given) still owns it."""
+def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> bool:
+    """Mark the job failed with its error, if `attempt` (when given) is still the live one."""
     job = get(session, job_id, lock=True)
-    if job.status not in JOB_OPEN or (worker is not None and job.worker != worker):
+    if job.status not in JOB_OPEN or (attempt is not None and not _current(job, attempt)):
         return False
     job.status, job.error, job.finished_at = "failed", error, utcnow()
     events.record(
@@ -128,7 +137,7 @@ def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> lis
             fail(
                 session,
                 job.id,
-                worker=None,
+                attempt=None,
                 error=f"worker {job.worker} stopped heart-beating; gave up after "
                 f"{job.attempts} attempts",
             )

@@ -19,6 +19,11 @@ class RegistrySettings(BaseSettings):
         description="SQLAlchemy URL; default: SQLite at $LOOPSERVE_HOME/loopserve.db.",
     )
 
+    notify_url: str | None = Field(
+        default=None,
+        description="Redis URL for champion-change notifications; default: the broker if Redis.",
+    )
+
     @property
     def url(self) -> str:
         """The database URL in force, creating the home directory for the SQLite default."""

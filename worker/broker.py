@@ -21,6 +21,9 @@ def broker_conf(settings: WorkerSettings) -> dict[str, Any]:
         return {
             "broker_url": settings.broker_url,
             "broker_transport_options": {"visibility_timeout": 6 * 3600},
+            # Chords of candidate fits need a result backend; the broker's Redis serves.
+            "result_backend": settings.broker_url,
+            "result_expires": 24 * 3600,
         }
     folder = settings.broker_folder
     for sub in ("queue", "processed"):

@@ -28,6 +28,17 @@ class WorkerSettings(BaseSettings):
         default=0.1, gt=0, description="Polling period of the embedded broker."
     )
 
+    fanout: bool | None = Field(
+        default=None,
+        description="Fan candidate fits out across workers as Celery chords (needs a Redis "
+        "broker, which is also the result backend); default: on with Redis.",
+    )
+
+    @property
+    def fanout_enabled(self) -> bool:
+        redis = bool(self.broker_url) and self.broker_url.startswith(("redis://", "rediss://"))
+        return redis and self.fanout is not False
+
     @property
     def embedded_broker(self) -> bool:
         return not self.broker_url

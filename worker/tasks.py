@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids and call into worker.training / worker.triggers."""
+"""Celery tasks: thin wrappers that take ids and call into worker.training / worker.fanout."""
 
 from __future__ import annotations
 
@@ -8,20 +8,26 @@ import socket
 from functools import cache
 
 from registry.db import Database
+from registry.notify import ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
+from worker import fanout
 from worker.app import app
 from worker.broker import RETRAIN_TASK, TICK_TASK
 from worker.settings import WorkerSettings
-from worker.training import run_retrain
+from worker.training import Heartbeat, JobLost, claim, conclude_and_register, guard, run_local
 from worker.triggers import tick
 
 log = logging.getLogger(__name__)
 
 
 @cache
-def _database() -> Database:
-    """One engine per worker process, created on first use (after the pool forks)."""
-    return Database(RegistrySettings().url)
+def _process() -> tuple[Database, WorkerSettings, ChampionNotifier, fanout.JobDataCache]:
+    """Per worker process, created on first use (after the pool forked): the database, the
+    settings, the champion notifier and the cache of job data for candidate fits."""
+    registry, settings = RegistrySettings(), WorkerSettings()
+    db = Database(registry.url)
+    notifier = ChampionNotifier(notify_url(settings.broker_url, registry.notify_url))
+    return db, settings, notifier, fanout.JobDataCache(db)
 
 
 def _worker_name() -> str:
@@ -30,17 +36,49 @@ def _worker_name() -> str:
 
 @app.task(name=RETRAIN_TASK, acks_late=True)
 def retrain(job_id: str) -> None:
-    run_retrain(
-        _database(),
-        job_id,
-        worker=_worker_name(),
-        heartbeat_seconds=WorkerSettings().heartbeat_seconds,
-    )
+    db, settings, notifier, _ = _process()
+    job = claim(db, job_id, worker=_worker_name())
+    if job is None:
+        log.info("job %s is not queued; nothing to do", job_id)
+        return
+    if settings.fanout_enabled:
+        with guard(db, job_id, job.attempt):
+            fanout.start(app, job)
+    else:
+        run_local(db, job, heartbeat_seconds=settings.heartbeat_seconds, notifier=notifier)
+
+
+@app.task(name=fanout.CANDIDATE_TASK, bind=True, acks_late=True, ignore_result=False)
+def candidate(self, job_id: str, attempt: int, state: dict, task: dict) -> dict:  # type: ignore[no-untyped-def]
+    db, settings, _, jobs_cache = _process()
+    try:
+        with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds):
+            return fanout.fit(
+                jobs_cache, job_id, attempt, state, task, worker=self.request.hostname
+            )
+    except JobLost:
+        return {"stale": True}
+
+
+@app.task(name=fanout.RUNG_TASK, acks_late=True)
+def rung(trials: list[dict], job_id: str, attempt: int, state: dict) -> None:
+    db, settings, notifier, jobs_cache = _process()
+    with guard(db, job_id, attempt):
+        with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds):
+            following, result = fanout.next_step(jobs_cache, job_id, attempt, state, trials)
+        if following is not None:
+            fanout.launch(app, job_id, attempt, following)
+            return
+        job = jobs_cache.get(job_id, attempt)
+        conclude_and_register(
+            db, job, result, heartbeat_seconds=settings.heartbeat_seconds, notifier=notifier
+        )
 
 
 @app.task(name=TICK_TASK, ignore_result=True)
 def periodic_tick() -> None:
-    result = tick(_database(), WorkerSettings())
+    db, settings, _, _ = _process()
+    result = tick(db, settings)
     for model, trigger in result.created.items():
         log.info("retrain of %s triggered by %s", model, trigger)
     for job_id in result.send:

@@ -1,8 +1,9 @@
 """A retrain job from claim to decision. Celery tasks only call into here.
 
-The ML is `tuning.challenge`; this module moves rows and artifacts between it and the
-registry, keeps the job's heartbeat, and registers the outcome in one transaction that also
-re-checks the job is still ours: a worker whose job was re-queued registers nothing.
+The ML is `tuning`; this module moves rows and artifacts between it and the registry, keeps the
+job's heartbeat, and registers the outcome in one transaction that also re-checks that the
+attempt is still the job's live one: the tasks of an attempt that was re-queued register
+nothing.
 """
 
 from __future__ import annotations
@@ -10,111 +11,111 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from registry import catalog, data, events, jobs
 from registry.catalog import NewVersion
 from registry.db import Database
+from registry.errors import Conflict
 from registry.models import Model
+from registry.notify import ChampionNotifier
 from tuning import persist
-from tuning.challenge import Champion, NotEnoughData, Outcome, challenge
+from tuning.challenge import Champion, NotEnoughData, Outcome, Split, conclude, prepare
+from tuning.challenge import warm_rows_end as _warm_rows_end
+from tuning.search import TuneResult, TuningError, tune
 
 log = logging.getLogger(__name__)
 
 
 class JobLost(RuntimeError):
-    """The job was re-queued or finished by someone else while we worked on it."""
+    """The attempt was re-queued or finished elsewhere while this task worked on it."""
 
 
 @dataclass
-class _Loaded:
+class JobData:
+    """One attempt of a job with everything its tasks need, loaded once per process."""
+
     job_id: str
+    attempt: int
     model_name: str
     spec: Any
     ids: list[int]
-    rows: list[dict[str, Any]]
-    labels: list[Any]
+    data: Split
     champion: Champion | None
     champion_window: dict[str, Any] | None
 
+    @property
+    def warm_rows_end(self) -> int | None:
+        return _warm_rows_end(self.champion, self.data)
+
 
 class Heartbeat:
-    """Refreshes the job's heartbeat and progress from a thread while training runs."""
+    """Refreshes the job's heartbeat and progress from a thread while a task works."""
 
-    def __init__(self, db: Database, job_id: str, worker: str, period: float) -> None:
-        self._db, self._job_id, self._worker, self._period = db, job_id, worker, period
+    def __init__(self, db: Database, job_id: str, attempt: int, period: float) -> None:
+        self._db, self._job_id, self._attempt, self._period = db, job_id, attempt, period
         self._progress: float | None = None
         self._stop = threading.Event()
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
+        self._beat()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=self._period * 2)
+        if self.lost.is_set() and exc[0] is None:
+            raise JobLost(f"attempt {self._attempt} of job {self._job_id} is over")
 
     def progress(self, fraction: float) -> None:
         self._progress = fraction
         if self.lost.is_set():
-            raise JobLost(f"job {self._job_id} is no longer ours")
+            raise JobLost(f"attempt {self._attempt} of job {self._job_id} is over")
+
+    def _beat(self) -> None:
+        try:
+            with self._db.session() as s:
+                ok = jobs.heartbeat(s, self._job_id, attempt=self._attempt, progress=self._progress)
+            if not ok:
+                self.lost.set()
+        except Exception:  # a passing db error must not kill the heartbeat
+            log.exception("heartbeat of job %s failed", self._job_id)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                with self._db.session() as s:
-                    if not jobs.heartbeat(
-                        s, self._job_id, worker=self._worker, progress=self._progress
-                    ):
-                        self.lost.set()
-                        return
-            except Exception:  # a passing db error must not kill the heartbeat
-                log.exception("heartbeat of job %s failed", self._job_id)
+        while not self.lost.is_set() and not self._stop.wait(self._period):
+            self._beat()
 
 
-def run_retrain(db: Database, job_id: str, *, worker: str, heartbeat_seconds: float) -> None:
-    """Run one retrain job if it is still queued; record success or failure in the job row."""
-    loaded = _claim_and_load(db, job_id, worker)
-    if loaded is None:
-        log.info("job %s is not queued any more; nothing to do", job_id)
-        return
-    try:
-        with Heartbeat(db, job_id, worker, heartbeat_seconds) as beat:
-            outcome = challenge(
-                loaded.spec,
-                loaded.rows,
-                loaded.labels,
-                champion=loaded.champion,
-                progress=beat.progress,
-            )
-            if beat.lost.is_set():
-                raise JobLost(f"job {job_id} is no longer ours")
-        _register(db, loaded, outcome, worker)
-    except JobLost:
-        log.warning("job %s was taken over; dropping its result", job_id)
-    except NotEnoughData as exc:
-        with db.session() as s:
-            jobs.fail(s, job_id, worker=worker, error=str(exc))
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        with db.session() as s:
-            jobs.fail(s, job_id, worker=worker, error=detail)
-
-
-def _claim_and_load(db: Database, job_id: str, worker: str) -> _Loaded | None:
+def claim(db: Database, job_id: str, *, worker: str) -> JobData | None:
+    """Start a new attempt of a queued job and load its data; None if it is not queued."""
     with db.session() as s:
         job = jobs.get(s, job_id)
+        last = data.last_row_id(s, job.model_id)
+        job = jobs.start(s, job_id, worker=worker, last_row_id=last)
+        if job is None:
+            return None
+        attempt = job.attempts
+    with guard(db, job_id, attempt):
+        return load(db, job_id, attempt)
+    return None
+
+
+def load(db: Database, job_id: str, attempt: int) -> JobData:
+    """The rows (up to the job's last row id, so every task sees the same), spec and champion."""
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        if not jobs.is_current(s, job_id, attempt=attempt):
+            raise JobLost(f"attempt {attempt} of job {job_id} is over")
         model = s.get(Model, job.model_id)
         assert model is not None
-        last = data.last_row_id(s, model.id)
-        if jobs.start(s, job_id, worker=worker, last_row_id=last) is None:
-            return None
         spec = catalog.spec_of(model)
-        ids, rows, labels = data.training_rows(s, model.id, until_id=last)
+        ids, rows, labels = data.training_rows(s, model.id, until_id=job.last_row_id)
         current = catalog.champion(s, model.id)
         champion, window = None, None
         if current is not None:
@@ -122,24 +123,73 @@ def _claim_and_load(db: Database, job_id: str, worker: str) -> _Loaded | None:
             if current.pipeline_sha256:
                 pipeline = persist.loads(catalog.get_artifact(s, current.pipeline_sha256))
             window = current.data_window
-            trained_until = window.get("last_row_id")
-            rows_end = sum(1 for i in ids if trained_until is not None and i <= trained_until)
-            champion = Champion(
-                current.version,
-                catalog.get_artifact(s, current.onnx_sha256),
-                pipeline,
-                rows_end or None,
+            until = window.get("last_row_id")
+            rows_end = sum(1 for i in ids if until is not None and i <= until)
+            onnx = catalog.get_artifact(s, current.onnx_sha256)
+            champion = Champion(current.version, onnx, pipeline, rows_end or None)
+    return JobData(
+        job_id, attempt, model.name, spec, ids, prepare(spec, rows, labels), champion, window
+    )
+
+
+@contextmanager
+def guard(db: Database, job_id: str, attempt: int) -> Iterator[None]:
+    """Record a failure in the job row; an attempt that is over just stops."""
+    try:
+        yield
+    except (JobLost, Conflict):
+        log.warning("attempt %s of job %s is over; dropping its work", attempt, job_id)
+    except (NotEnoughData, TuningError) as exc:
+        _fail(db, job_id, attempt, str(exc))
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _fail(db, job_id, attempt, "".join(traceback.format_exception_only(type(exc), exc)).strip())
+
+
+def _fail(db: Database, job_id: str, attempt: int, error: str) -> None:
+    with db.session() as s:
+        jobs.fail(s, job_id, attempt=attempt, error=error)
+
+
+def run_local(
+    db: Database, job: JobData, *, heartbeat_seconds: float, notifier: ChampionNotifier
+) -> None:
+    """The whole search in this process (the embedded default)."""
+    with guard(db, job.job_id, job.attempt):
+        with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds) as beat:
+            result = tune(
+                job.spec,
+                job.data.X_train,
+                job.data.y_train,
+                champion=job.champion.pipeline if job.champion else None,
+                champion_rows_end=job.warm_rows_end,
+                progress=lambda f: beat.progress(0.9 * f),
             )
-        return _Loaded(job_id, model.name, spec, ids, rows, labels, champion, window)
+            outcome = conclude(job.spec, job.data, result, job.champion)
+        register(db, job, outcome, notifier)
 
 
-def _register(db: Database, loaded: _Loaded, outcome: Outcome, worker: str) -> None:
+def conclude_and_register(
+    db: Database,
+    job: JobData,
+    result: TuneResult,
+    *,
+    heartbeat_seconds: float,
+    notifier: ChampionNotifier,
+) -> None:
+    with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds):
+        outcome = conclude(job.spec, job.data, result, job.champion)
+    register(db, job, outcome, notifier)
+
+
+def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNotifier) -> None:
     """Register the challenger, promote it if it won, and finish the job: all or nothing."""
     cand, decision = outcome.candidate, outcome.decision
+    promoted = decision.promote and outcome.registrable
     result: dict[str, Any] = {
         "candidate_version": None,
-        "champion_version": loaded.champion.version if loaded.champion else None,
-        "decision": "promoted" if decision.promote and outcome.registrable else "rejected",
+        "champion_version": job.champion.version if job.champion else None,
+        "decision": "promoted" if promoted else "rejected",
         "reason": decision.reason,
         "metrics": decision.metrics,
         "candidate": {
@@ -152,15 +202,16 @@ def _register(db: Database, loaded: _Loaded, outcome: Outcome, worker: str) -> N
         "trials": outcome.trials,
     }
     with db.session() as s:
-        job = jobs.ensure_owner(s, loaded.job_id, worker=worker)
-        model = catalog.get_model(s, loaded.model_name, lock=True)
+        row = jobs.ensure_current(s, job.job_id, attempt=job.attempt)
+        model = catalog.get_model(s, job.model_name, lock=True)
+        actor = f"worker:{row.worker}"
         if outcome.registrable:
             version = catalog.register_version(
-                s, model, _new_version(loaded, outcome), stage="challenger"
+                s, model, _new_version(job, outcome), stage="challenger"
             )
             result["candidate_version"] = version.version
-            if decision.promote:
-                catalog.promote(s, model, version, actor=f"worker:{worker}", reason=decision.reason)
+            if promoted:
+                catalog.promote(s, model, version, actor=actor, reason=decision.reason)
                 result["champion_version"] = version.version
             else:
                 version.stage = "rejected"
@@ -168,23 +219,22 @@ def _register(db: Database, loaded: _Loaded, outcome: Outcome, worker: str) -> N
             s,
             model.id,
             "retrain_finished",
-            actor=f"worker:{worker}",
+            actor=actor,
             version=result["candidate_version"],
             reason=decision.reason,
-            detail={"job_id": loaded.job_id, "decision": result["decision"]},
+            detail={"job_id": job.job_id, "decision": result["decision"]},
         )
-        jobs.finish(s, job, result)
+        jobs.finish(s, row, result)
+    if promoted:
+        notifier.publish(job.model_name, result["champion_version"])
 
 
-def _new_version(loaded: _Loaded, outcome: Outcome) -> NewVersion:
-    cand, ids = outcome.candidate, loaded.ids
+def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
+    cand, ids = outcome.candidate, job.ids
     start, end = cand.rows
     hold_start, hold_end = outcome.holdout
-    first = (
-        ids[start]
-        if cand.kind == "refit" or not loaded.champion_window
-        else loaded.champion_window.get("first_row_id", ids[start])
-    )
+    warm = cand.kind == "warm_start" and job.champion_window
+    first = job.champion_window.get("first_row_id", ids[start]) if warm else ids[start]
     window = {
         "first_row_id": first,
         "last_row_id": ids[end - 1],
@@ -196,7 +246,7 @@ def _new_version(loaded: _Loaded, outcome: Outcome) -> NewVersion:
             "rows": hold_end - hold_start,
         },
     }
-    parent = loaded.champion.version if loaded.champion and cand.kind == "warm_start" else None
+    parent = job.champion.version if job.champion and cand.kind == "warm_start" else None
     return NewVersion(
         kind=cand.kind,
         onnx=outcome.onnx or b"",
@@ -207,5 +257,5 @@ def _new_version(loaded: _Loaded, outcome: Outcome) -> NewVersion:
         classes=outcome.classes,
         parent_version=parent,
         reason=outcome.decision.reason,
-        job_id=loaded.job_id,
+        job_id=job.job_id,
     )

@@ -9,10 +9,11 @@ from sqlalchemy import update
 
 from registry import catalog, data, jobs
 from registry.models import Job, Model, utcnow
+from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker import training
 from worker.settings import WorkerSettings
-from worker.training import run_retrain
+from worker.training import claim, run_local
 from worker.triggers import tick
 
 
@@ -25,6 +26,12 @@ def _model(db, n: int, **spec):  # type: ignore[no-untyped-def]
         return model.id
 
 
+def _run(db, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    job = claim(db, job_id, worker="w")
+    if job is not None:
+        run_local(db, job, heartbeat_seconds=0.2, notifier=ChampionNotifier(None))
+
+
 def _submit(db) -> str:  # type: ignore[no-untyped-def]
     with db.session() as s:
         return jobs.submit(s, catalog.get_model(s, "churn"), trigger="test", actor="t")[0].id
@@ -33,7 +40,7 @@ def _submit(db) -> str:  # type: ignore[no-untyped-def]
 def test_a_first_retrain_registers_and_promotes(db) -> None:  # type: ignore[no-untyped-def]
     model_id = _model(db, 400)
     job_id = _submit(db)
-    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    _run(db, job_id)
     with db.session() as s:
         job = jobs.get(s, job_id)
         assert job.status == "succeeded" and job.progress == 1.0
@@ -47,7 +54,7 @@ def test_a_first_retrain_registers_and_promotes(db) -> None:  # type: ignore[no-
 def test_a_failed_training_records_its_error_and_no_version(db) -> None:  # type: ignore[no-untyped-def]
     model_id = _model(db, 12)
     job_id = _submit(db)
-    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    _run(db, job_id)
     with db.session() as s:
         job = jobs.get(s, job_id)
         assert job.status == "failed" and "too few" in job.error
@@ -57,16 +64,16 @@ def test_a_failed_training_records_its_error_and_no_version(db) -> None:  # type
 def test_a_worker_that_lost_its_job_registers_nothing(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     model_id = _model(db, 400)
     job_id = _submit(db)
-    real = training.challenge
+    real = training.conclude
 
-    def challenge_then_lose(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def conclude_then_lose(*args, **kwargs):  # type: ignore[no-untyped-def]
         outcome = real(*args, **kwargs)
         with db.session() as s:  # meanwhile the platform re-queued the job for another worker
             s.execute(update(Job).where(Job.id == job_id).values(status="queued", worker=None))
         return outcome
 
-    monkeypatch.setattr(training, "challenge", challenge_then_lose)
-    run_retrain(db, job_id, worker="w", heartbeat_seconds=0.2)
+    monkeypatch.setattr(training, "conclude", conclude_then_lose)
+    _run(db, job_id)
     with db.session() as s:
         assert jobs.get(s, job_id).status == "queued"
         assert catalog.versions(s, model_id) == []
