@@ -42,10 +42,16 @@ def run_demo(client: AdminClient, *, rows: int, seed: int) -> int:
     taken = {m["name"] for m in client.call("GET", "/v1/models")}
     name = next(n for n in (NAME, *(f"{NAME}-{i}" for i in range(2, 1000))) if n not in taken)
     spec = {
-        "name": name, "task": "classification", "target": "diagnosis",
+        "name": name,
+        "task": "classification",
+        "target": "diagnosis",
         "features": [{"name": n, "type": "numeric"} for n in names],
-        "retrain": {"min_new_labels": 3 * BATCH, "max_candidates": 6, "max_seconds": 60,
-                    "windows": [None, 4 * BATCH]},
+        "retrain": {
+            "min_new_labels": 3 * BATCH,
+            "max_candidates": 6,
+            "max_seconds": 60,
+            "windows": [None, 4 * BATCH],
+        },
         "promotion": {"min_delta": 0.01, "min_holdout": 50},
     }
     client.call("POST", "/v1/admin/models", json=spec)
@@ -63,13 +69,14 @@ def run_demo(client: AdminClient, *, rows: int, seed: int) -> int:
     history: list[tuple[int, float, int]] = []
     print(f"\nsending {rows - first} predictions whose true labels follow a changed concept")
     for start in range(first, rows, BATCH):
-        batch, truth = X[start:start + BATCH], [swapped(t) for t in y[start:start + BATCH]]
+        batch, truth = X[start : start + BATCH], [swapped(t) for t in y[start : start + BATCH]]
         out = client.call("POST", f"/v1/models/{name}/predict", json={"instances": batch})
         preds = out["predictions"]
         accuracy = float(np.mean([p["label"] == t for p, t in zip(preds, truth, strict=True)]))
         history.append((start // BATCH, accuracy, out["version"]))
-        feedback = [{"prediction_id": p["id"], "label": t}
-                    for p, t in zip(preds, truth, strict=True)]
+        feedback = [
+            {"prediction_id": p["id"], "label": t} for p, t in zip(preds, truth, strict=True)
+        ]
         client.call("POST", f"/v1/models/{name}/feedback", json={"labels": feedback})
         print(f"  batch {len(history):3d}  served v{out['version']}  accuracy {accuracy:6.1%}")
         time.sleep(0.5)

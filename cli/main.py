@@ -173,7 +173,11 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--concurrency", type=int, default=int(os.environ.get("LOOPSERVE_WORKER_CONCURRENCY", 2))
     )
-    worker.add_argument("--hostname", default=None)
+    worker.add_argument(
+        "--hostname",
+        default=os.environ.get("LOOPSERVE_WORKER_NAME"),
+        help="Celery node name, e.g. w1@%%h (default: celery@host)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 
