@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.dataplane import DataPlane
 from api.metrics import Metrics, MetricsMiddleware
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
-from api.routes import admin, health, models
+from api.routes import admin, health, models, v2
 from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
@@ -49,6 +50,7 @@ def create_app(
             batch_size=settings.log_batch_size,
             limit=settings.log_queue_limit,
         )
+        predlog.enabled = settings.prediction_log
         metrics.log_backlog.set_function(predlog.pending)
         workers = worker_settings or WorkerSettings()
         sender = TaskSender(workers)
@@ -61,9 +63,9 @@ def create_app(
             predlog,
             sender,
             notifier,
-            max_batch_rows=settings.max_batch_rows,
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
         )
+        app.state.dataplane = DataPlane(db, cache, predlog, max_batch_rows=settings.max_batch_rows)
         predlog.start()
         try:  # serve the champions from the first request on; readyz reports a failure
             await run_in_threadpool(cache.refresh)
@@ -92,5 +94,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(admin.router)
+    app.include_router(v2.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

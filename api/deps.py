@@ -9,6 +9,7 @@ import orjson
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.dataplane import DataPlane
 from api.errors import BadRequest
 from api.service import Platform
 from api.settings import ApiSettings
@@ -19,6 +20,10 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 def get_platform(request: Request) -> Platform:
     return request.app.state.platform
+
+
+def get_dataplane(request: Request) -> DataPlane:
+    return request.app.state.dataplane
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -77,6 +82,7 @@ def field(body: Any, name: str) -> Any:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 Admin = Annotated[str, Depends(require_admin)]
 Client = Depends(require_client)
 Body = Annotated[Any, Depends(json_body)]

@@ -7,9 +7,10 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api.dataplane import BatchTooLarge, VersionNotServed
 from api.predlog import LogOverloaded
 from api.responses import JSONResponse
-from api.service import BatchTooLarge, BrokerUnavailable
+from api.service import BrokerUnavailable
 from api.serving import ModelNotReady
 from registry.errors import Conflict, InvalidData, NotFound
 
@@ -61,6 +62,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BatchTooLarge)
     async def _too_large(_: Request, exc: BatchTooLarge) -> JSONResponse:
         return _json(413, str(exc))
+
+    @app.exception_handler(VersionNotServed)
+    async def _version(_: Request, exc: VersionNotServed) -> JSONResponse:
+        return _json(404, str(exc))
 
     @app.exception_handler(ModelNotReady)
     async def _not_ready(_: Request, exc: ModelNotReady) -> JSONResponse:

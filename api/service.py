@@ -6,17 +6,15 @@ Routes parse and authenticate, then call one method here; tests can call it the 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from api.predlog import PredictionLog
-from api.serving import LoadedModel, ModelCache, ModelNotReady
+from api.serving import ModelCache
 from registry import catalog, data, events, jobs
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
-from registry.models import Model, ModelVersion, utcnow
+from registry.models import Model, ModelVersion
 from registry.notify import ChampionNotifier
-from registry.validation import check_instances
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
 
@@ -25,12 +23,8 @@ class BrokerUnavailable(RuntimeError):
     """The retrain job is recorded but could not be sent to the broker."""
 
 
-class BatchTooLarge(ValueError):
-    pass
-
-
 class Platform:
-    """The application service shared by every route (v1 now, the V2 protocol later)."""
+    """Feedback and administration; serving is the data plane's (api.dataplane)."""
 
     def __init__(
         self,
@@ -40,68 +34,13 @@ class Platform:
         sender: TaskSender,
         notifier: ChampionNotifier,
         *,
-        max_batch_rows: int,
         feedback_wait_seconds: float,
     ) -> None:
         self.db, self.cache, self.log, self.sender = db, cache, log, sender
         self.notifier = notifier
-        self.max_batch_rows = max_batch_rows
         self.feedback_wait_seconds = feedback_wait_seconds
 
-    # --- serving -------------------------------------------------------------------------
-
-    def predict(self, name: str, instances: Any) -> dict[str, Any]:
-        """Validate against the served version's spec, run one ONNX call, log off-path."""
-        model = self._served(name)
-        if not isinstance(instances, list) or not instances:
-            raise InvalidData(
-                "instances must be a non-empty list",
-                [
-                    {
-                        "row": None,
-                        "field": "instances",
-                        "message": "must be a non-empty list of objects",
-                    }
-                ],
-            )
-        if len(instances) > self.max_batch_rows:
-            raise BatchTooLarge(
-                f"{len(instances)} instances exceed the limit of "
-                f"{self.max_batch_rows} rows per request"
-            )
-        check_instances(model.spec, instances)
-        labels, proba = model.run(instances)
-        ids = [uuid.uuid4().hex for _ in instances]
-        classes = model.classes
-        predictions = []
-        for i, label in enumerate(labels):
-            out: dict[str, Any] = {"id": ids[i], "label": label}
-            if proba is not None and classes is not None:
-                out["probabilities"] = dict(zip(classes, proba[i].tolist(), strict=True))
-            predictions.append(out)
-        if self.log.enabled:
-            now = utcnow()
-            self.log.append(
-                [
-                    {
-                        "id": p["id"],
-                        "model_id": model.model_id,
-                        "version": model.version,
-                        "features": {f: inst[f] for f in model.spec.feature_names},
-                        "output": {k: v for k, v in p.items() if k != "id"},
-                        "created_at": now,
-                    }
-                    for p, inst in zip(predictions, instances, strict=True)
-                ]
-            )
-        return {"model": name, "version": model.version, "predictions": predictions}
-
-    def _served(self, name: str) -> LoadedModel:
-        try:
-            return self.cache.get(name)
-        except ModelNotReady:
-            self.ensure_model(name)  # NotFound when there is no such model at all
-            raise
+    # --- feedback ----------------------------------------------------------------------
 
     def feedback(self, name: str, labels: Any) -> int:
         """Store true labels, all or nothing; committed when this returns."""
@@ -236,10 +175,6 @@ class Platform:
             "created_at": model.created_at.isoformat(),
         }
 
-    def ensure_model(self, name: str) -> None:
-        with self.db.session() as s:
-            catalog.get_model(s, name)
-
 
 def _version_dict(v: ModelVersion) -> dict[str, Any]:
     return {
@@ -259,4 +194,4 @@ def _version_dict(v: ModelVersion) -> dict[str, Any]:
     }
 
 
-__all__ = ["BatchTooLarge", "BrokerUnavailable", "NotFound", "Platform"]
+__all__ = ["BrokerUnavailable", "NotFound", "Platform"]

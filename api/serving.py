@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -44,22 +43,14 @@ class LoadedModel:
     classes: list[str] | None
     session: ort.InferenceSession
 
-    def run(self, instances: list[dict[str, Any]]) -> tuple[list[Any], np.ndarray | None]:
-        """Labels (or values) and class probabilities for validated instances, in one call."""
-        feeds: dict[str, np.ndarray] = {}
-        for feature in self.spec.features:
-            name = feature.name
-            if feature.type == "numeric":
-                col = [np.nan if (v := row[name]) is None else v for row in instances]
-                feeds[name] = np.asarray(col, dtype=np.float32).reshape(-1, 1)
-            else:
-                col = [MISSING_CATEGORY if (v := row[name]) is None else v for row in instances]
-                feeds[name] = np.asarray(col, dtype=object).reshape(-1, 1)
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """One ONNX call on validated columns: labels (str) or values (float), and the class
+        probabilities of a classifier (columns in the order of `classes`)."""
         if self.spec.task == "regression":
             (values,) = self.session.run(["variable"], feeds)
-            return values.reshape(-1).astype(float).tolist(), None
+            return values.reshape(-1), None
         labels, proba = self.session.run(["label", "probabilities"], feeds)
-        return [str(x) for x in labels.reshape(-1)], proba
+        return labels.reshape(-1), proba
 
 
 def load_model(

@@ -29,6 +29,9 @@ class ApiSettings(BaseSettings):
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
+    prediction_log: bool = Field(
+        default=True, description="Log every prediction (needed for feedback by prediction id)."
+    )
 
     @field_validator("admin_token")
     @classmethod

@@ -71,3 +71,33 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
     )
     with TestClient(app) as client:
         yield client, db
+
+
+@pytest.fixture
+def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A second app on the same database (and its champion, from `served`) behind a real
+    uvicorn server on 127.0.0.1, for real HTTP clients."""
+    import threading
+
+    import uvicorn
+
+    from tests.e2e.stack import free_port
+
+    app = create_app(
+        ApiSettings(
+            admin_token=ADMIN["Authorization"].split()[1],
+            champion_poll_seconds=0.1,
+            max_batch_rows=50,
+        ),
+        RegistrySettings(database_url=database_url, home=tmp_path),
+        WorkerSettings(home=tmp_path),
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -1,0 +1,89 @@
+"""The serving path every protocol shares: pick the served model, run one ONNX call on
+validated columns, give every row a prediction id, and log it off the request path.
+
+The v1 routes decode JSON rows into columns (api.codec), the Open Inference Protocol routes
+decode tensors (api.v2); both hand the columns here and encode what comes back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from api.predlog import LogBatch, PredictionLog
+from api.serving import LoadedModel, ModelCache, ModelNotReady
+from registry import catalog
+from registry.db import Database
+from registry.models import utcnow
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+class VersionNotServed(LookupError):
+    """A version was asked for that this replica does not serve (only champions are loaded)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Validated inputs: `feeds` as the ONNX graph takes them, `raw` as the client sent them."""
+
+    n: int
+    feeds: dict[str, np.ndarray]
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Served:
+    model: LoadedModel
+    ids: list[str]
+    labels: np.ndarray
+    proba: np.ndarray | None
+
+
+class DataPlane:
+    def __init__(
+        self, db: Database, cache: ModelCache, log: PredictionLog, *, max_batch_rows: int
+    ) -> None:
+        self.db, self.cache, self.log = db, cache, log
+        self.max_batch_rows = max_batch_rows
+
+    def model(self, name: str, version: int | None = None) -> LoadedModel:
+        """The served champion; NotFound for an unknown model, ModelNotReady without one."""
+        try:
+            model = self.cache.get(name)
+        except ModelNotReady:
+            with self.db.session() as s:
+                catalog.get_model(s, name)  # NotFound when there is no such model at all
+            raise
+        if version is not None and version != model.version:
+            raise VersionNotServed(f"model {name} serves version {model.version}, not {version}")
+        return model
+
+    def check_size(self, n: int) -> None:
+        if n > self.max_batch_rows:
+            raise BatchTooLarge(
+                f"{n} rows exceed the limit of {self.max_batch_rows} rows per request"
+            )
+
+    def infer(self, model: LoadedModel, columns: Columns) -> Served:
+        labels, proba = model.run(columns.feeds)
+        ids = [uuid.uuid4().hex for _ in range(columns.n)]
+        if self.log.enabled:
+            self.log.append(
+                LogBatch(
+                    model.model_id,
+                    model.version,
+                    utcnow(),
+                    ids,
+                    columns.raw,
+                    labels,
+                    proba,
+                    model.classes,
+                )
+            )
+        return Served(model, ids, labels, proba)

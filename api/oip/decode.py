@@ -1,0 +1,247 @@
+"""The Open Inference Protocol (KServe V2) over REST: tensors in, tensors out.
+
+Inputs are one tensor per feature (`[N, 1]` or `[N]`: FP32/FP64/INT64/INT32 for numeric
+features, BYTES for categorical ones), or, for all-numeric models, one `[N, n_features]` tensor
+in feature order. Data may be flat or nested row-major JSON, or raw bytes behind the JSON header
+(the binary tensor extension tritonclient uses by default: `Inference-Header-Content-Length`
+and `binary_data_size`). Outputs: `label` (BYTES [N]) and `probabilities` (FP32 [N, classes])
+for classifiers, `variable` (FP32 [N, 1]) for regressors, and `prediction_id` (BYTES [N]) for
+feedback.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from api.dataplane import Columns
+from api.serving import MISSING_CATEGORY, LoadedModel
+
+NUMERIC_TYPES = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "FP16": np.float16,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+}
+HEADER = "inference-header-content-length"
+
+
+class ProtocolError(ValueError):
+    """A malformed or unsuitable inference request (400, `{"error": ...}`)."""
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: dict[str, bool] | None  # requested output -> binary; None: all, per `binary_all`
+    binary_all: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def parse(body: bytes, header_length: str | None) -> InferRequest:
+    """Read a JSON or binary-extension infer request."""
+    try:
+        json_end = int(header_length) if header_length else len(body)
+    except ValueError as exc:
+        raise ProtocolError("Inference-Header-Content-Length must be an integer") from exc
+    if not 0 < json_end <= len(body):
+        raise ProtocolError("Inference-Header-Content-Length is outside the body")
+    try:
+        request = orjson.loads(body[:json_end])
+    except orjson.JSONDecodeError as exc:
+        try:  # clients such as tritonclient write missing floats as NaN, which JSON lacks
+            request = json.loads(body[:json_end])
+        except ValueError:
+            raise ProtocolError(f"the inference header is not valid JSON: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise ProtocolError("the request needs an 'inputs' list")
+    offset, inputs = json_end, []
+    for i, spec in enumerate(request["inputs"]):
+        tensor, offset = _tensor(spec, i, body, offset)
+        inputs.append(tensor)
+    if offset != len(body):
+        raise ProtocolError(f"{len(body) - offset} bytes after the last binary tensor")
+    params = request.get("parameters") or {}
+    outputs = None
+    if request.get("outputs") is not None:
+        outputs = {
+            o["name"]: bool((o.get("parameters") or {}).get("binary_data", False))
+            for o in request["outputs"]
+            if isinstance(o, dict) and "name" in o
+        }
+    request_id = request.get("id")
+    return InferRequest(
+        None if request_id is None else str(request_id),
+        inputs,
+        outputs,
+        bool(params.get("binary_data_output", False)),
+        params,
+    )
+
+
+def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(spec, dict):
+        raise ProtocolError(f"inputs[{i}] must be an object")
+    name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
+    if not isinstance(name, str) or not isinstance(datatype, str):
+        raise ProtocolError(f"inputs[{i}] needs a name and a datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ProtocolError(f"input {name!r}: shape must be a list of sizes")
+    count = int(np.prod(shape)) if shape else 1
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+            raise ProtocolError(f"input {name!r}: binary_data_size exceeds the body")
+        raw, offset = body[offset : offset + size], offset + size
+        data = _from_bytes(name, datatype, raw, count)
+    else:
+        if "data" not in spec:
+            raise ProtocolError(f"input {name!r} has neither data nor binary_data_size")
+        data = _from_json(name, datatype, spec["data"], count)
+    return Tensor(name, datatype, shape, data.reshape(shape) if shape else data), offset
+
+
+def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+    try:
+        if datatype == "BYTES":
+            flat = np.asarray(data, dtype=object).reshape(-1)
+        elif datatype in NUMERIC_TYPES:
+            flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
+        elif datatype == "BOOL":
+            raise ProtocolError(f"input {name!r}: BOOL is not a feature type")
+        else:
+            raise ProtocolError(f"input {name!r}: unknown datatype {datatype}")
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"input {name!r}: data does not match {datatype}: {exc}") from exc
+    if flat.size != count:
+        raise ProtocolError(f"input {name!r}: its shape needs {count} values, got {flat.size}")
+    return flat
+
+
+def _from_bytes(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise ProtocolError(f"input {name!r}: truncated BYTES element")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            items.append(raw[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+        flat = np.empty(len(items), dtype=object)
+        flat[:] = items
+    elif datatype in NUMERIC_TYPES:
+        dtype = np.dtype(NUMERIC_TYPES[datatype]).newbyteorder("<")
+        if len(raw) != count * dtype.itemsize:
+            raise ProtocolError(f"input {name!r}: {len(raw)} bytes for {count} {datatype}")
+        flat = np.frombuffer(raw, dtype=dtype)
+    else:
+        raise ProtocolError(f"input {name!r}: unsupported datatype {datatype}")
+    if flat.size != count:
+        raise ProtocolError(f"input {name!r}: its shape needs {count} values, got {flat.size}")
+    return flat
+
+
+def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
+    """The request's tensors as the model's validated feature columns."""
+    spec = model.spec
+    if not request.inputs:
+        raise ProtocolError("the request has no inputs")
+    by_name = {t.name: t for t in request.inputs}
+    if len(request.inputs) == 1 and request.inputs[0].name not in spec.feature_names:
+        return _matrix(model, request.inputs[0])
+    unknown = sorted(set(by_name) - set(spec.feature_names))
+    missing = [f for f in spec.feature_names if f not in by_name]
+    if unknown or missing:
+        raise ProtocolError(
+            f"inputs must be the features {spec.feature_names}; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    n = None
+    feeds, raw = {}, {}
+    for feature in spec.features:
+        tensor = by_name[feature.name]
+        if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
+            raise ProtocolError(f"input {feature.name!r}: shape must be [N] or [N, 1]")
+        if n is None:
+            n = tensor.shape[0]
+        elif tensor.shape[0] != n:
+            raise ProtocolError(f"input {feature.name!r}: {tensor.shape[0]} rows, others {n}")
+        values = tensor.data.reshape(-1)
+        if feature.type == "numeric":
+            if tensor.datatype not in NUMERIC_TYPES:
+                raise ProtocolError(
+                    f"input {feature.name!r}: numeric feature, got {tensor.datatype}"
+                )
+            feeds[feature.name] = _finite(feature.name, values).reshape(-1, 1)
+            raw[feature.name] = values
+        else:
+            if tensor.datatype != "BYTES":
+                raise ProtocolError(f"input {feature.name!r}: categorical feature needs BYTES")
+            strings = [_text(feature.name, v) for v in values]
+            feeds[feature.name] = np.asarray(
+                [MISSING_CATEGORY if s == "" else s for s in strings], dtype=object
+            ).reshape(-1, 1)
+            raw[feature.name] = [s or None for s in strings]
+    if not n:
+        raise ProtocolError("the inputs hold no rows")
+    return Columns(n, feeds, raw)
+
+
+def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
+    spec = model.spec
+    width = len(spec.features)
+    if spec.categorical_features:
+        raise ProtocolError(
+            f"input {tensor.name!r} is not a feature; this model has "
+            "categorical features, so send one tensor per feature"
+        )
+    if tensor.datatype not in NUMERIC_TYPES:
+        raise ProtocolError(f"input {tensor.name!r}: numeric tensor expected")
+    if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] == 0:
+        raise ProtocolError(
+            f"input {tensor.name!r}: shape must be [N, {width}] (features "
+            f"{spec.feature_names}), got {tensor.shape}"
+        )
+    matrix = _finite(tensor.name, tensor.data)
+    feeds = {name: matrix[:, j : j + 1] for j, name in enumerate(spec.feature_names)}
+    raw = {name: tensor.data[:, j] for j, name in enumerate(spec.feature_names)}
+    return Columns(tensor.shape[0], feeds, raw)
+
+
+def _finite(name: str, values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused below
+        out = values.astype(np.float32, copy=False)
+    if np.isinf(out).any():
+        raise ProtocolError(f"input {name!r}: values must be finite (NaN means missing)")
+    return out
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"input {name!r}: BYTES must be UTF-8 text") from exc
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    raise ProtocolError(f"input {name!r}: BYTES elements must be strings")

@@ -1,0 +1,94 @@
+"""V2 responses and metadata: tensors as JSON or as binary data behind a JSON header."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+
+from api.dataplane import Served
+from api.oip.decode import InferRequest, ProtocolError
+from api.serving import LoadedModel
+
+SERVER = {"name": "loopserve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+
+
+def metadata(model: LoadedModel) -> dict[str, Any]:
+    """What is served: one input per feature, the outputs of `outputs()`; -1 is the batch."""
+    inputs = [
+        {"name": f.name, "datatype": "FP32" if f.type == "numeric" else "BYTES", "shape": [-1, 1]}
+        for f in model.spec.features
+    ]
+    return {
+        "name": model.name,
+        "versions": [str(model.version)],
+        "platform": "onnxruntime_onnx",
+        "inputs": inputs,
+        "outputs": [
+            {"name": n, "datatype": d, "shape": s} for n, (d, s) in _outputs(model).items()
+        ],
+    }
+
+
+def _outputs(model: LoadedModel) -> dict[str, tuple[str, list[int]]]:
+    if model.spec.task == "regression":
+        out = {"variable": ("FP32", [-1, 1])}
+    else:
+        out = {"label": ("BYTES", [-1]), "probabilities": ("FP32", [-1, len(model.classes or [])])}
+    return out | {"prediction_id": ("BYTES", [-1])}
+
+
+def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers; binary outputs follow the JSON header when asked for."""
+    model = served.model
+    known = _outputs(model)
+    wanted = (
+        request.outputs if request.outputs is not None else dict.fromkeys(known, request.binary_all)
+    )
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ProtocolError(f"unknown outputs {unknown}; this model has {sorted(known)}")
+    values = {
+        "label": lambda: served.labels.astype(str),
+        "probabilities": lambda: np.asarray(served.proba, dtype=np.float32),
+        "variable": lambda: served.labels.astype(np.float32).reshape(-1, 1),
+        "prediction_id": lambda: np.asarray(served.ids, dtype=object),
+    }
+    outputs, blobs = [], []
+    for name, binary in wanted.items():
+        datatype = known[name][0]
+        array = values[name]()
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = _to_bytes(datatype, array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.reshape(-1).tolist()
+        outputs.append(entry)
+    body: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": str(model.version),
+        "outputs": outputs,
+    }
+    if request.id is not None:
+        body["id"] = request.id
+    header = orjson.dumps(body)
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def _to_bytes(datatype: str, array: np.ndarray) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for item in array.reshape(-1):
+            raw = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=np.dtype(np.float32).newbyteorder("<")).tobytes()

@@ -1,0 +1,114 @@
+"""Open Inference Protocol (KServe V2) REST routes. Errors here are `{"error": "..."}`, as the
+protocol says, not FastAPI's `{"detail": ...}`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.dataplane import BatchTooLarge, DataPlane, VersionNotServed
+from api.deps import Client, DataPlaneDep
+from api.oip import decode, encode
+from api.predlog import LogOverloaded
+from api.responses import JSONResponse
+from api.serving import ModelNotReady
+from registry.errors import InvalidData, NotFound
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (decode.ProtocolError, 400),
+    (InvalidData, 400),
+    (NotFound, 404),
+    (VersionNotServed, 404),
+    (BatchTooLarge, 413),
+    (ModelNotReady, 503),
+    (LogOverloaded, 503),
+]
+
+
+def v2_errors(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(route)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await route(*args, **kwargs)
+        except tuple(t for t, _ in _STATUS) as exc:
+            status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+            message = str(exc)
+            if isinstance(exc, ModelNotReady):
+                message = f"model {exc} has no champion loaded yet"
+            elif isinstance(exc, InvalidData):
+                message = "; ".join(f"{p['field']}: {p['message']}" for p in exc.problems)
+            return JSONResponse({"error": message}, status_code=status)
+
+    return wrapper
+
+
+def _version(version: str | None) -> int | None:
+    if version is None:
+        return None
+    if not version.isdigit():
+        raise VersionNotServed(f"version {version!r} is not a version number")
+    return int(version)
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return encode.SERVER
+
+
+@router.get("/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def ready(plane: DataPlaneDep) -> JSONResponse:
+    ok = plane.cache.loaded_once.is_set()
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+@v2_errors
+async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
+    model = await run_in_threadpool(plane.model, name, _version(version))
+    return encode.metadata(model)
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+@v2_errors
+async def model_ready(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
+    try:
+        await run_in_threadpool(plane.model, name, _version(version))
+    except (ModelNotReady, VersionNotServed):
+        return JSONResponse({"name": name, "ready": False}, status_code=503)
+    return {"name": name, "ready": True}
+
+
+@router.post("/models/{name}/infer", dependencies=[Client])
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[Client])
+@v2_errors
+async def infer(
+    name: str, request: Request, plane: DataPlaneDep, version: str | None = None
+) -> Response:
+    body = await request.body()
+    content, headers = await run_in_threadpool(
+        infer_bytes, plane, name, _version(version), body, request.headers.get(decode.HEADER)
+    )
+    return Response(content, headers=headers)
+
+
+def infer_bytes(
+    plane: DataPlane, name: str, version: int | None, body: bytes, header_length: str | None
+) -> tuple[bytes, dict[str, str]]:
+    model = plane.model(name, version)
+    parsed = decode.parse(body, header_length)
+    columns = decode.to_columns(model, parsed)
+    plane.check_size(columns.n)
+    return encode.encode(plane.infer(model, columns), parsed)
