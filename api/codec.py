@@ -42,9 +42,10 @@ def decode_rows(spec: ModelSpec, instances: Any) -> Columns:
         values = raw[feature.name]
         kinds = set(map(type, values))
         if feature.type == "numeric":
-            column = (
-                np.asarray(values, dtype=np.float32).reshape(-1, 1) if kinds <= _NUMERIC else None
-            )
+            column = None
+            if kinds <= _NUMERIC:
+                with np.errstate(over="ignore"):  # overflow becomes inf, refused below
+                    column = np.asarray(values, dtype=np.float32).reshape(-1, 1)
             if column is None or np.isinf(column).any():
                 check_instances(spec, instances)
                 raise InvalidData(
