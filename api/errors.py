@@ -1,13 +1,17 @@
 """Domain errors become HTTP here, in one place: routes and services never build responses
-for failures."""
+for failures. `describe` gives status and detail; v1 answers `{"detail": ...}`, the Open
+Inference Protocol `{"error": "..."}`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.dataplane import BatchTooLarge, VersionNotServed
+from api.oip.decode import ProtocolError
 from api.predlog import LogOverloaded
 from api.responses import JSONResponse
 from api.service import BrokerUnavailable
@@ -23,74 +27,75 @@ class BadRequest(ValueError):
         self.field = field
 
 
-def _json(status: int, detail: object) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+DB_DOWN = (
+    "the database is unreachable; check LOOPSERVE_DATABASE_URL and that the database is up, "
+    "then retry"
+)
+
+
+def describe(exc: Exception) -> tuple[int, Any] | None:
+    """(status, detail) of a domain error; None for anything else (a real 500)."""
+    match exc:
+        case NotFound() | VersionNotServed():
+            return 404, str(exc)
+        case Conflict():
+            return 409, str(exc)
+        case InvalidData():
+            return 422, [
+                {"loc": _loc(p), "msg": p["message"], "row": p["row"], "field": p["field"]}
+                for p in exc.problems
+            ]
+        case BadRequest():
+            loc = ["body", exc.field] if exc.field else ["body"]
+            return 422, [{"loc": loc, "msg": str(exc), "field": exc.field}]
+        case ProtocolError():
+            return 400, str(exc)
+        case BatchTooLarge():
+            return 413, str(exc)
+        case ModelNotReady():
+            return 503, (
+                f"model {exc} has no champion loaded yet: upload labelled data and retrain it "
+                f"(POST /v1/admin/models/{exc}/retrain), then retry"
+            )
+        case BrokerUnavailable():
+            return 503, str(exc)
+        case LogOverloaded():
+            return 503, f"{exc}: the database is not keeping up or is down; retry later"
+        case OperationalError() | PoolTimeout():
+            return 503, DB_DOWN
+    return None
+
+
+def v2_message(detail: Any) -> str:
+    """The one-line `error` of the Open Inference Protocol for a v1 detail."""
+    if isinstance(detail, list):
+        return "; ".join(f"{d.get('field') or 'body'}: {d['msg']}" for d in detail)
+    return str(detail)
+
+
+HANDLED = (
+    NotFound,
+    VersionNotServed,
+    Conflict,
+    InvalidData,
+    BadRequest,
+    ProtocolError,
+    BatchTooLarge,
+    ModelNotReady,
+    BrokerUnavailable,
+    LogOverloaded,
+    OperationalError,
+    PoolTimeout,
+)
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return _json(404, str(exc))
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        status, detail = describe(exc) or (500, "internal error")
+        return JSONResponse({"detail": detail}, status_code=status)
 
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return _json(409, str(exc))
-
-    @app.exception_handler(InvalidData)
-    async def _invalid(_: Request, exc: InvalidData) -> JSONResponse:
-        return _json(
-            422,
-            [
-                {"loc": _loc(p), "msg": p["message"], "row": p["row"], "field": p["field"]}
-                for p in exc.problems
-            ],
-        )
-
-    @app.exception_handler(BadRequest)
-    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
-        return _json(
-            422,
-            [
-                {
-                    "loc": ["body", exc.field] if exc.field else ["body"],
-                    "msg": str(exc),
-                    "field": exc.field,
-                }
-            ],
-        )
-
-    @app.exception_handler(BatchTooLarge)
-    async def _too_large(_: Request, exc: BatchTooLarge) -> JSONResponse:
-        return _json(413, str(exc))
-
-    @app.exception_handler(VersionNotServed)
-    async def _version(_: Request, exc: VersionNotServed) -> JSONResponse:
-        return _json(404, str(exc))
-
-    @app.exception_handler(ModelNotReady)
-    async def _not_ready(_: Request, exc: ModelNotReady) -> JSONResponse:
-        return _json(
-            503,
-            f"model {exc} has no champion loaded yet: upload labelled data and "
-            f"retrain it (POST /v1/admin/models/{exc}/retrain), then retry",
-        )
-
-    @app.exception_handler(BrokerUnavailable)
-    async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
-        return _json(503, str(exc))
-
-    @app.exception_handler(LogOverloaded)
-    async def _overloaded(_: Request, exc: LogOverloaded) -> JSONResponse:
-        return _json(503, f"{exc}: the database is not keeping up or is down; retry later")
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(PoolTimeout)
-    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
-        return _json(
-            503,
-            "the database is unreachable; check LOOPSERVE_DATABASE_URL and that "
-            "the database is up, then retry",
-        )
+    for kind in HANDLED:
+        app.add_exception_handler(kind, handler)
 
 
 def _loc(problem: dict) -> list:

@@ -10,40 +10,26 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.dataplane import BatchTooLarge, DataPlane, VersionNotServed
+from api.dataplane import DataPlane, VersionNotServed
 from api.deps import Client, DataPlaneDep
+from api.errors import HANDLED, describe, v2_message
 from api.oip import decode, encode
-from api.predlog import LogOverloaded
 from api.responses import JSONResponse
 from api.serving import ModelNotReady
-from registry.errors import InvalidData, NotFound
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
-_STATUS: list[tuple[type[Exception], int]] = [
-    (decode.ProtocolError, 400),
-    (InvalidData, 400),
-    (NotFound, 404),
-    (VersionNotServed, 404),
-    (BatchTooLarge, 413),
-    (ModelNotReady, 503),
-    (LogOverloaded, 503),
-]
-
 
 def v2_errors(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Answer domain errors as the protocol says: `{"error": "..."}` with their status."""
+
     @functools.wraps(route)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await route(*args, **kwargs)
-        except tuple(t for t, _ in _STATUS) as exc:
-            status = next(code for kind, code in _STATUS if isinstance(exc, kind))
-            message = str(exc)
-            if isinstance(exc, ModelNotReady):
-                message = f"model {exc} has no champion loaded yet"
-            elif isinstance(exc, InvalidData):
-                message = "; ".join(f"{p['field']}: {p['message']}" for p in exc.problems)
-            return JSONResponse({"error": message}, status_code=status)
+        except HANDLED as exc:
+            status, detail = describe(exc) or (500, "internal error")
+            return JSONResponse({"error": v2_message(detail)}, status_code=status)
 
     return wrapper
 
