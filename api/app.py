@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.dataplane import DataPlane
+from api.fastpath import FastPath
 from api.metrics import Metrics, MetricsMiddleware
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
@@ -95,5 +96,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.fast_path:
+        app.add_middleware(FastPath, state=app.state, inline_bytes=settings.inline_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the fast path
     return app

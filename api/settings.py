@@ -29,6 +29,15 @@ class ApiSettings(BaseSettings):
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
+    fast_path: bool = Field(
+        default=True, description="Serve predict and infer straight from ASGI, before FastAPI."
+    )
+    inline_bytes: int = Field(
+        default=32_768,
+        ge=0,
+        description="Request bodies up to this size run ONNX on the event loop, larger ones in "
+        "the thread pool.",
+    )
     prediction_log: bool = Field(
         default=True, description="Log every prediction (needed for feedback by prediction id)."
     )

@@ -34,7 +34,7 @@ def v2_errors(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[A
     return wrapper
 
 
-def _version(version: str | None) -> int | None:
+def parse_version(version: str | None) -> int | None:
     if version is None:
         return None
     if not version.isdigit():
@@ -62,7 +62,7 @@ async def ready(plane: DataPlaneDep) -> JSONResponse:
 @router.get("/models/{name}/versions/{version}")
 @v2_errors
 async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
-    model = await run_in_threadpool(plane.model, name, _version(version))
+    model = await run_in_threadpool(plane.model, name, parse_version(version))
     return encode.metadata(model)
 
 
@@ -71,7 +71,7 @@ async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = N
 @v2_errors
 async def model_ready(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
     try:
-        await run_in_threadpool(plane.model, name, _version(version))
+        await run_in_threadpool(plane.model, name, parse_version(version))
     except (ModelNotReady, VersionNotServed):
         return JSONResponse({"name": name, "ready": False}, status_code=503)
     return {"name": name, "ready": True}
@@ -85,7 +85,7 @@ async def infer(
 ) -> Response:
     body = await request.body()
     content, headers = await run_in_threadpool(
-        infer_bytes, plane, name, _version(version), body, request.headers.get(decode.HEADER)
+        infer_bytes, plane, name, parse_version(version), body, request.headers.get(decode.HEADER)
     )
     return Response(content, headers=headers)
 

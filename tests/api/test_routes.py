@@ -162,3 +162,57 @@ def test_health_and_metrics(served) -> None:  # type: ignore[no-untyped-def]
     text = client.get("/metrics").text
     assert 'loopserve_served_version{model="churn"} 1.0' in text
     assert 'route="/v1/models/{name}/predict"' in text
+
+
+def _app(database_url: str, tmp_path, **settings) -> TestClient:  # type: ignore[no-untyped-def]
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from registry.settings import RegistrySettings
+    from worker.settings import WorkerSettings
+
+    api = ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings)
+    return TestClient(
+        create_app(
+            api,
+            RegistrySettings(database_url=database_url, home=tmp_path),
+            WorkerSettings(home=tmp_path),
+        )
+    )
+
+
+def test_api_keys_guard_predict_on_both_paths(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    body = {"instances": features_only(churn_rows(1, seed=3))}
+    v2 = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
+    for fast in (True, False):
+        with _app(database_url, tmp_path, api_keys="k1, k2", fast_path=fast) as client:
+            r = client.post("/v1/models/churn/predict", json=body)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            r = client.post("/v2/models/churn/infer", json=v2)
+            assert r.status_code == 401
+            r = client.post(
+                "/v1/models/churn/predict", json=body, headers={"Authorization": "Bearer k2"}
+            )
+            assert r.status_code == 200, r.text
+
+
+def test_fastapi_routes_answer_like_the_fast_path(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = features_only(churn_rows(4, seed=8))
+    bad = [{**rows[0], "x1": "tall"}]
+    answers = []
+    for fast in (True, False):
+        with _app(database_url, tmp_path, fast_path=fast) as client:
+            ok = client.post("/v1/models/churn/predict", json={"instances": rows}).json()
+            refused = client.post("/v1/models/churn/predict", json={"instances": bad})
+            missing = client.post("/v2/models/churn/infer", json={"inputs": []})
+            answers.append(
+                (
+                    [(p["label"], p["probabilities"]) for p in ok["predictions"]],
+                    ok["version"],
+                    refused.status_code,
+                    refused.json(),
+                    missing.status_code,
+                    missing.json(),
+                )
+            )
+    assert answers[0] == answers[1]
+    assert answers[0][2] == 422 and answers[0][4] == 400
