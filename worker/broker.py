@@ -26,7 +26,7 @@ def broker_conf(settings: WorkerSettings) -> dict[str, Any]:
             "result_expires": 24 * 3600,
         }
     folder = settings.broker_folder
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": "filesystem://",
@@ -34,6 +34,7 @@ def broker_conf(settings: WorkerSettings) -> dict[str, Any]:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": settings.broker_poll_seconds,
         },
