@@ -1,19 +1,18 @@
 """The prediction log, written off the request path in batches.
 
 A request appends one `LogBatch` (its columns and outputs as they were served) to a bounded
-in-memory buffer; one thread turns batches into rows and inserts them every `flush_seconds` or
-when enough rows wait. Building per-row JSON happens in that thread, not in the request. A
-failed insert keeps the batches for the next try. When the buffer is full (the database has
-been down for long), predict answers 503 rather than serving predictions that could never be
-labelled.
+in-memory buffer; one thread serialises batches (one column-oriented JSON document each) and
+writes them every `flush_seconds` or when enough rows wait, by COPY on PostgreSQL. A failed
+write keeps the batches for the next try. When the buffer is full (the database has been down
+for long), predict answers 503 rather than serving predictions that could never be labelled.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +20,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from registry import data
+from registry.data import LoggedBatch
 from registry.db import Database
 
 log = logging.getLogger(__name__)
@@ -34,46 +35,39 @@ class LogOverloaded(RuntimeError):
 
 @dataclass(frozen=True)
 class LogBatch:
-    """What one request served: enough to rebuild every row's log entry later."""
+    """What one request served, as the request left it; serialised by the log thread."""
 
     model_id: int
     version: int
     created_at: datetime
     ids: list[str]
-    columns: dict[str, Sequence[Any]]  # raw feature values per feature, None for missing
-    labels: Sequence[Any]
+    columns: dict[str, Sequence[Any]]  # values per feature; None or NaN for missing
+    labels: np.ndarray
     proba: np.ndarray | None
     classes: list[str] | None
 
-    def rows(self) -> list[dict[str, Any]]:
-        names = list(self.columns)
-        values = zip(*(_plain(self.columns[n]) for n in names), strict=True)
-        labels = _plain(self.labels)
-        proba = self.proba.tolist() if self.proba is not None else None
-        out = []
-        for i, row in enumerate(values):
-            output: dict[str, Any] = {"label": labels[i]}
-            if proba is not None and self.classes is not None:
-                output["probabilities"] = dict(zip(self.classes, proba[i], strict=True))
-            out.append(
+    def record(self) -> LoggedBatch:
+        labels = self.labels.tolist() if self.labels.dtype == object else self.labels
+        output = {"labels": labels, "probabilities": self.proba, "classes": self.classes}
+        return LoggedBatch(
+            id=uuid.uuid4().hex,
+            model_id=self.model_id,
+            version=self.version,
+            created_at=self.created_at,
+            ids=self.ids,
+            features=_json(
                 {
-                    "id": self.ids[i],
-                    "model_id": self.model_id,
-                    "version": self.version,
-                    "features": dict(zip(names, row, strict=True)),
-                    "output": output,
-                    "created_at": self.created_at,
+                    name: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v
+                    for name, v in self.columns.items()
                 }
-            )
-        return out
+            ),
+            output=_json(output),
+        )
 
 
-def _plain(values: Sequence[Any]) -> list[Any]:
-    """JSON-safe Python values: arrays to lists, NaN to None (JSON has no NaN)."""
-    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
-    if items and isinstance(items[0], list):  # an [N, 1] column
-        items = [v[0] for v in items]
-    return [None if isinstance(v, float) and math.isnan(v) else v for v in items]
+def _json(value: Any) -> str:
+    """orjson, numpy arrays included (NaN becomes null: JSON has no NaN)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 class PredictionLog:
@@ -147,10 +141,9 @@ class PredictionLog:
                     take.append(batch)
                     rows += len(batch.ids)
             try:
-                entries = [row for batch in take for row in batch.rows()]
+                records = [batch.record() for batch in take]
                 with self._db.session() as s:
-                    for start in range(0, len(entries), self._batch_size):
-                        data.log_predictions(s, entries[start : start + self._batch_size])
+                    data.log_predictions(s, records)
             except Exception:
                 log.exception("writing %d predictions failed; will retry", rows)
                 time.sleep(self._flush_seconds)

@@ -6,7 +6,9 @@ Feedback is all or nothing: a batch is validated as a whole and stored in one tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -14,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.errors import InvalidData
-from registry.models import LabelledRow, Model, Prediction
+from registry.models import LabelledRow, Model, Prediction, PredictionBatch
 from registry.validation import Problem, feature_problems, label_problem
 from tuning.spec import ModelSpec
 
@@ -145,15 +147,16 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
 
 
 def _features_of(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, dict]:
+    """The logged features of each prediction id, read from its batch."""
     wanted = list(ids)
     if not wanted:
         return {}
     rows = session.execute(
-        select(Prediction.id, Prediction.features).where(
-            Prediction.model_id == model_id, Prediction.id.in_(wanted)
-        )
+        select(Prediction.id, Prediction.position, PredictionBatch.features)
+        .join(PredictionBatch, Prediction.batch_id == PredictionBatch.id)
+        .where(Prediction.model_id == model_id, Prediction.id.in_(wanted))
     )
-    return {pid: features for pid, features in rows}
+    return {pid: {name: values[pos] for name, values in feats.items()} for pid, pos, feats in rows}
 
 
 def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -166,10 +169,62 @@ def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(stmt, rows)
 
 
-def log_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert prediction log rows: {id, model_id, version, features, output, created_at}."""
-    if rows:
-        session.execute(insert(Prediction), rows)
+@dataclass(frozen=True)
+class LoggedBatch:
+    """One served request for the prediction log. `features` ({feature: [value per row]}) and
+    `output` ({"labels", "probabilities", "classes"}) come as JSON text: the caller serialises
+    them once, off the request path, with a fast encoder."""
+
+    id: str
+    model_id: int
+    version: int
+    created_at: datetime
+    ids: list[str]
+    features: str
+    output: str
+
+
+_BATCH_COLUMNS = "id, model_id, version, rows, features, output, created_at"
+_INDEX_COLUMNS = "id, model_id, batch_id, position, version, created_at"
+
+
+def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
+    """Write batches and their prediction ids: COPY on PostgreSQL, executemany elsewhere."""
+    if not batches:
+        return
+    heads = [
+        (b.id, b.model_id, b.version, len(b.ids), b.features, b.output, b.created_at)
+        for b in batches
+    ]
+    index = [
+        (pid, b.model_id, b.id, pos, b.version, b.created_at)
+        for b in batches
+        for pos, pid in enumerate(b.ids)
+    ]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY prediction_batches ({_BATCH_COLUMNS}) FROM STDIN") as copy:
+                for row in heads:
+                    copy.write_row(row)
+            with cur.copy(f"COPY predictions ({_INDEX_COLUMNS}) FROM STDIN") as copy:
+                for row in index:
+                    copy.write_row(row)
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO prediction_batches ({_BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:-1], _sqlite_time(row[-1])) for row in heads],
+    )
+    connection.exec_driver_sql(
+        f"INSERT INTO predictions ({_INDEX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        [(*row[:-1], _sqlite_time(row[-1])) for row in index],
+    )
+
+
+def _sqlite_time(at: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime writes, so the ORM reads these rows back."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
 
 def training_rows(

@@ -124,7 +124,8 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
         elif datatype in NUMERIC_TYPES:
-            flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
+            with np.errstate(over="ignore"):  # overflow becomes inf, refused later
+                flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
         elif datatype == "BOOL":
             raise ProtocolError(f"input {name!r}: BOOL is not a feature type")
         else:

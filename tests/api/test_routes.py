@@ -67,7 +67,8 @@ def test_batch_limit_and_unknown_model(served) -> None:  # type: ignore[no-untyp
 
 def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignore[no-untyped-def]
     client, db = served
-    ids = [p["id"] for p in _predict(client, features_only(churn_rows(2, seed=5)))["predictions"]]
+    instances = features_only(churn_rows(18, seed=5))[-2:]  # the last one has x3 = None
+    ids = [p["id"] for p in _predict(client, instances)["predictions"]]
     bad = {
         "labels": [
             {"prediction_id": ids[0], "label": "yes"},
@@ -95,6 +96,8 @@ def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignor
         assert r.status_code == 202 and r.json() == {"accepted": 2}
     with db.session() as s:
         assert data.rows_after(s, model_id, None) == 102
+        _, rows, labels = data.training_rows(s, model_id)
+    assert rows[-2:] == instances and labels[-2:] == ["yes", "no"]  # features as predicted
 
 
 def test_admin_routes_need_the_token(served) -> None:  # type: ignore[no-untyped-def]

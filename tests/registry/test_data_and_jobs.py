@@ -3,6 +3,7 @@ when their worker stops heart-beating."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -23,21 +24,18 @@ def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
 
 
 def _log(s, model, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    feats = features_only(churn_rows(len(ids), seed=2))
-    data.log_predictions(
-        s,
-        [
-            {
-                "id": pid,
-                "model_id": model.id,
-                "version": 1,
-                "features": f,
-                "output": {},
-                "created_at": utcnow(),
-            }
-            for pid, f in zip(ids, feats, strict=True)
-        ],
+    rows = features_only(churn_rows(len(ids), seed=2))
+    columns = {name: [r[name] for r in rows] for name in rows[0]}
+    batch = data.LoggedBatch(
+        id="b" * 32,
+        model_id=model.id,
+        version=1,
+        created_at=utcnow(),
+        ids=ids,
+        features=json.dumps(columns),
+        output=json.dumps({"labels": ["no"] * len(ids)}),
     )
+    data.log_predictions(s, [batch])
 
 
 def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: ignore[no-untyped-def]
