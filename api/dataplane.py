@@ -8,6 +8,7 @@ decode tensors (api.v2); both hand the columns here and encode what comes back.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,12 @@ class VersionNotServed(LookupError):
 
 @dataclass(frozen=True)
 class Columns:
-    """Validated inputs: `feeds` as the ONNX graph takes them, `raw` as the client sent them."""
+    """Validated inputs: `feeds` as the ONNX graph takes them; `raw()` gives the values as the
+    client sent them, by feature, when the log thread asks (not on the request path)."""
 
     n: int
     feeds: dict[str, np.ndarray]
-    raw: dict[str, Any]
+    raw: Callable[[], dict[str, Sequence[Any]]]
 
 
 @dataclass(frozen=True)

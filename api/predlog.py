@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +41,7 @@ class LogBatch:
     version: int
     created_at: datetime
     ids: list[str]
-    columns: dict[str, Sequence[Any]]  # values per feature; None or NaN for missing
+    columns: Callable[[], dict[str, Sequence[Any]]]  # values by feature; None/NaN missing
     labels: np.ndarray
     proba: np.ndarray | None
     classes: list[str] | None
@@ -58,7 +58,7 @@ class LogBatch:
             features=_json(
                 {
                     name: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v
-                    for name, v in self.columns.items()
+                    for name, v in self.columns().items()
                 }
             ),
             output=_json(output),

@@ -42,6 +42,11 @@ class LoadedModel:
     spec: ModelSpec
     classes: list[str] | None
     session: ort.InferenceSession
+    names: tuple[str, ...] = ()  # the spec's features, precomputed for the request path
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric_at: tuple[int, ...] = ()
+    categorical_at: tuple[int, ...] = ()
 
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """One ONNX call on validated columns: labels (str) or values (float), and the class
@@ -69,7 +74,21 @@ def load_model(
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-    return LoadedModel(name, model_id, version, sha256, spec, classes, session)
+    kinds = [f.type for f in spec.features]
+    return LoadedModel(
+        name,
+        model_id,
+        version,
+        sha256,
+        spec,
+        classes,
+        session,
+        names=tuple(spec.feature_names),
+        numeric=tuple(spec.numeric_features),
+        categorical=tuple(spec.categorical_features),
+        numeric_at=tuple(i for i, k in enumerate(kinds) if k == "numeric"),
+        categorical_at=tuple(i for i, k in enumerate(kinds) if k == "categorical"),
+    )
 
 
 class ModelCache:

@@ -203,7 +203,7 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
             raw[feature.name] = [s or None for s in strings]
     if not n:
         raise ProtocolError("the inputs hold no rows")
-    return Columns(n, feeds, raw)
+    return Columns(n, feeds, lambda: raw)
 
 
 def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
@@ -224,7 +224,7 @@ def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
     matrix = _finite(tensor.name, tensor.data)
     feeds = {name: matrix[:, j : j + 1] for j, name in enumerate(spec.feature_names)}
     raw = {name: tensor.data[:, j] for j, name in enumerate(spec.feature_names)}
-    return Columns(tensor.shape[0], feeds, raw)
+    return Columns(tensor.shape[0], feeds, lambda: raw)
 
 
 def _finite(name: str, values: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ def predict_rows(plane: DataPlane, name: str, instances: Any) -> dict[str, Any]:
     model = plane.model(name)
     if isinstance(instances, list):
         plane.check_size(len(instances))
-    return encode_predictions(name, plane.infer(model, decode_rows(model.spec, instances)))
+    return encode_predictions(name, plane.infer(model, decode_rows(model, instances)))
 
 
 @router.post("/{name}/feedback", status_code=202, dependencies=[Client])
