@@ -147,16 +147,26 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
 
 
 def _features_of(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, dict]:
-    """The logged features of each prediction id, read from its batch."""
+    """The logged features of each prediction id, read from its batch (each batch once)."""
     wanted = list(ids)
     if not wanted:
         return {}
-    rows = session.execute(
-        select(Prediction.id, Prediction.position, PredictionBatch.features)
-        .join(PredictionBatch, Prediction.batch_id == PredictionBatch.id)
-        .where(Prediction.model_id == model_id, Prediction.id.in_(wanted))
+    where = session.execute(
+        select(Prediction.id, Prediction.batch_id, Prediction.position).where(
+            Prediction.model_id == model_id, Prediction.id.in_(wanted)
+        )
+    ).all()
+    batches = dict(
+        session.execute(
+            select(PredictionBatch.id, PredictionBatch.features).where(
+                PredictionBatch.id.in_({batch for _, batch, _ in where})
+            )
+        ).all()
     )
-    return {pid: {name: values[pos] for name, values in feats.items()} for pid, pos, feats in rows}
+    return {
+        pid: {name: values[pos] for name, values in batches[batch].items()}
+        for pid, batch, pos in where
+    }
 
 
 def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
