@@ -107,3 +107,20 @@ def test_tick_requeues_a_silent_job_and_resends_it(db) -> None:  # type: ignore[
     assert tick(db, WorkerSettings()).send == [job_id]
     with db.session() as s:
         assert jobs.get(s, job_id).status == "queued"
+
+
+def test_a_challenger_failing_parity_is_not_registered(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tuning import challenge
+    from tuning.export import ParityReport
+
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    broken = ParityReport(False, 80, 0.9, 0.3, "labels differ on 8 of 80 rows")
+    monkeypatch.setattr(challenge, "check_parity", lambda *a, **k: broken)
+    _run(db, job_id)
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        assert job.status == "succeeded" and job.result["decision"] == "rejected"
+        assert job.result["candidate_version"] is None
+        assert "parity failed (labels differ on 8 of 80 rows)" in job.result["reason"]
+        assert catalog.versions(s, model_id) == []
