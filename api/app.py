@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -75,6 +77,11 @@ def create_app(
         cache.start(settings.champion_poll_seconds)
         if listener:
             listener.start()
+        # Latency: the log writer and the poller are Python threads; a short switch interval
+        # bounds how long they can hold the GIL while a request waits (5 ms by default), and
+        # frozen start-up objects keep full garbage collections short.
+        sys.setswitchinterval(settings.gil_switch_seconds)
+        gc.freeze()
         try:
             yield
         finally:

@@ -38,6 +38,9 @@ class ApiSettings(BaseSettings):
         description="Request bodies up to this size run ONNX on the event loop, larger ones in "
         "the thread pool.",
     )
+    gil_switch_seconds: float = Field(
+        default=0.001, gt=0, description="Python's thread switch interval in the API process."
+    )
     prediction_log: bool = Field(
         default=True, description="Log every prediction (needed for feedback by prediction id)."
     )
