@@ -17,6 +17,7 @@ import numpy as np
 from api.predlog import LogBatch, PredictionLog
 from api.serving import LoadedModel, ModelCache, ModelNotReady
 from registry import catalog
+from registry.data import prediction_ids
 from registry.db import Database
 from registry.models import utcnow
 
@@ -47,13 +48,6 @@ class Served:
     proba: np.ndarray | None
 
 
-def new_ids(n: int) -> list[str]:
-    """n random 128-bit prediction ids as 32 hex digits, from one call to the OS' CSPRNG
-    (a uuid4 per row costs more than the ONNX call of a small model)."""
-    blob = os.urandom(16 * n).hex()
-    return [blob[i : i + 32] for i in range(0, 32 * n, 32)]
-
-
 class DataPlane:
     def __init__(
         self, db: Database, cache: ModelCache, log: PredictionLog, *, max_batch_rows: int
@@ -81,14 +75,16 @@ class DataPlane:
 
     def infer(self, model: LoadedModel, columns: Columns) -> Served:
         labels, proba = model.run(columns.feeds)
-        ids = new_ids(columns.n)
+        batch = os.urandom(12).hex()  # 96 random bits; a row's id adds its position
+        ids = prediction_ids(batch, columns.n)
         if self.log.enabled:
             self.log.append(
                 LogBatch(
                     model.model_id,
                     model.version,
                     utcnow(),
-                    ids,
+                    batch,
+                    columns.n,
                     columns.raw,
                     labels,
                     proba,

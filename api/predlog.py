@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ class LogBatch:
     model_id: int
     version: int
     created_at: datetime
-    ids: list[str]
+    batch_id: str
+    rows: int
     columns: Callable[[], dict[str, Sequence[Any]]]  # values by feature; None/NaN missing
     labels: np.ndarray
     proba: np.ndarray | None
@@ -50,11 +50,11 @@ class LogBatch:
         labels = self.labels.tolist() if self.labels.dtype == object else self.labels
         output = {"labels": labels, "probabilities": self.proba, "classes": self.classes}
         return LoggedBatch(
-            id=uuid.uuid4().hex,
+            id=self.batch_id,
             model_id=self.model_id,
             version=self.version,
             created_at=self.created_at,
-            ids=self.ids,
+            rows=self.rows,
             features=_json(
                 {
                     name: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v
@@ -93,7 +93,7 @@ class PredictionLog:
     def append(self, batch: LogBatch) -> None:
         if not self.enabled:
             return
-        n = len(batch.ids)
+        n = batch.rows
         with self._cond:
             if self._pending + n > self._limit:
                 raise LogOverloaded(f"{self._pending} predictions wait to be logged")
@@ -136,10 +136,10 @@ class PredictionLog:
                     continue
                 take, rows = [], 0
                 for batch in self._batches:
-                    if take and rows + len(batch.ids) > self._batch_size:
+                    if take and rows + batch.rows > self._batch_size:
                         break
                     take.append(batch)
-                    rows += len(batch.ids)
+                    rows += batch.rows
             try:
                 records = [batch.record() for batch in take]
                 with self._db.session() as s:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.errors import InvalidData
-from registry.models import LabelledRow, Model, Prediction, PredictionBatch
+from registry.models import LabelledRow, Model, PredictionBatch
 from registry.validation import Problem, feature_problems, label_problem
 from tuning.spec import ModelSpec
 
@@ -57,14 +57,38 @@ def add_rows(session: Session, model: Model, spec: ModelSpec, rows: list[Any]) -
     return len(clean)
 
 
-def missing_predictions(session: Session, model_id: int, ids: Iterable[str]) -> set[str]:
-    wanted = set(ids)
+def prediction_ids(batch_id: str, rows: int) -> list[str]:
+    """The ids of a logged batch's rows: the batch id and each row's position."""
+    return [f"{batch_id}{position:08x}" for position in range(rows)]
+
+
+def _locate(prediction_id: str) -> tuple[str, int] | None:
+    """(batch id, position) of a well-formed prediction id, else None."""
+    if len(prediction_id) != 32:
+        return None
+    try:
+        return prediction_id[:24], int(prediction_id[24:], 16)
+    except ValueError:
+        return None
+
+
+def _batches(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, Any]:
+    """The logged batches holding these prediction ids, each read once."""
+    wanted = {where[0] for pid in ids if (where := _locate(pid)) is not None}
     if not wanted:
-        return set()
-    found = session.scalars(
-        select(Prediction.id).where(Prediction.model_id == model_id, Prediction.id.in_(wanted))
+        return {}
+    rows = session.execute(
+        select(PredictionBatch.id, PredictionBatch.rows, PredictionBatch.features).where(
+            PredictionBatch.model_id == model_id, PredictionBatch.id.in_(wanted)
+        )
     )
-    return wanted - set(found)
+    return {batch: (n, features) for batch, n, features in rows}
+
+
+def missing_predictions(session: Session, model_id: int, ids: Iterable[str]) -> set[str]:
+    """The ids that no logged prediction of this model has."""
+    wanted = set(ids)
+    return wanted - set(_features_of(session, model_id, wanted))
 
 
 def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[Any]) -> int:
@@ -147,26 +171,18 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
 
 
 def _features_of(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, dict]:
-    """The logged features of each prediction id, read from its batch (each batch once)."""
-    wanted = list(ids)
-    if not wanted:
-        return {}
-    where = session.execute(
-        select(Prediction.id, Prediction.batch_id, Prediction.position).where(
-            Prediction.model_id == model_id, Prediction.id.in_(wanted)
-        )
-    ).all()
-    batches = dict(
-        session.execute(
-            select(PredictionBatch.id, PredictionBatch.features).where(
-                PredictionBatch.id.in_({batch for _, batch, _ in where})
-            )
-        ).all()
-    )
-    return {
-        pid: {name: values[pos] for name, values in batches[batch].items()}
-        for pid, batch, pos in where
-    }
+    """The logged features of each known prediction id, read from its batch."""
+    ids = list(ids)
+    batches = _batches(session, model_id, ids)
+    found = {}
+    for pid in ids:
+        where = _locate(pid)
+        if where is None or where[0] not in batches:
+            continue
+        rows, features = batches[where[0]]
+        if where[1] < rows:
+            found[pid] = {name: values[where[1]] for name, values in features.items()}
+    return found
 
 
 def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -185,50 +201,38 @@ class LoggedBatch:
     `output` ({"labels", "probabilities", "classes"}) come as JSON text: the caller serialises
     them once, off the request path, with a fast encoder."""
 
-    id: str
+    id: str  # 24 hex digits; its rows' prediction ids are prediction_ids(id, rows)
     model_id: int
     version: int
     created_at: datetime
-    ids: list[str]
+    rows: int
     features: str
     output: str
 
 
-_BATCH_COLUMNS = "id, model_id, version, rows, features, output, created_at"
-_INDEX_COLUMNS = "id, model_id, batch_id, position, version, created_at"
+_COLUMNS = "id, model_id, version, rows, features, output, created_at"
 
 
 def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
-    """Write batches and their prediction ids: COPY on PostgreSQL, executemany elsewhere."""
+    """Write logged batches, one row each: COPY on PostgreSQL, executemany elsewhere."""
     if not batches:
         return
-    heads = [
-        (b.id, b.model_id, b.version, len(b.ids), b.features, b.output, b.created_at)
-        for b in batches
-    ]
-    index = [
-        (pid, b.model_id, b.id, pos, b.version, b.created_at)
-        for b in batches
-        for pos, pid in enumerate(b.ids)
+    rows = [
+        (b.id, b.model_id, b.version, b.rows, b.features, b.output, b.created_at) for b in batches
     ]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY prediction_batches ({_BATCH_COLUMNS}) FROM STDIN") as copy:
-                for row in heads:
-                    copy.write_row(row)
-            with cur.copy(f"COPY predictions ({_INDEX_COLUMNS}) FROM STDIN") as copy:
-                for row in index:
-                    copy.write_row(row)
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY prediction_batches ({_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
         return
     connection.exec_driver_sql(
-        f"INSERT INTO prediction_batches ({_BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:-1], _sqlite_time(row[-1])) for row in heads],
-    )
-    connection.exec_driver_sql(
-        f"INSERT INTO predictions ({_INDEX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        [(*row[:-1], _sqlite_time(row[-1])) for row in index],
+        f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:-1], _sqlite_time(row[-1])) for row in rows],
     )
 
 

@@ -123,35 +123,21 @@ class ModelVersion(Base):
 
 
 class PredictionBatch(Base):
-    """What one request served: its inputs by column and its outputs, stored once.
+    """The prediction log: what one request served, its inputs by column and its outputs.
 
-    Column-oriented JSON keeps logging a 1 000-row request one row here plus 1 000 slim
-    `predictions` rows, instead of 1 000 copies of per-row JSON.
+    A prediction id is the batch id (24 random hex digits) followed by the row's position (8
+    hex digits), so logging a request writes one row, whatever its size, and a prediction is
+    found from its id alone.
     """
 
     __tablename__ = "prediction_batches"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
     features: Mapped[dict[str, Any]] = mapped_column(JSON)  # {feature: [value per row]}
     output: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"labels", "probabilities", "classes"}
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class Prediction(Base):
-    """The prediction log's index: each prediction id, and where its row is in its batch."""
-
-    __tablename__ = "predictions"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    batch_id: Mapped[str] = mapped_column(
-        ForeignKey("prediction_batches.id", ondelete="CASCADE"), index=True
-    )
-    position: Mapped[int] = mapped_column(Integer)
-    version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

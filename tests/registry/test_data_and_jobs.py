@@ -23,19 +23,21 @@ def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
     return model, spec
 
 
-def _log(s, model, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    rows = features_only(churn_rows(len(ids), seed=2))
+def _log(s, model, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Log n predictions as one batch; their prediction ids."""
+    rows = features_only(churn_rows(n, seed=2))
     columns = {name: [r[name] for r in rows] for name in rows[0]}
     batch = data.LoggedBatch(
-        id="b" * 32,
+        id="b" * 24,
         model_id=model.id,
         version=1,
         created_at=utcnow(),
-        ids=ids,
+        rows=n,
         features=json.dumps(columns),
-        output=json.dumps({"labels": ["no"] * len(ids)}),
+        output=json.dumps({"labels": ["no"] * n}),
     )
     data.log_predictions(s, [batch])
+    return data.prediction_ids(batch.id, n)
 
 
 def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: ignore[no-untyped-def]
@@ -57,11 +59,11 @@ def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: 
 def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as s:
         model, spec = _model_with_rows(s)
-        _log(s, model, ["p1", "p2"])
+        p1, p2 = _log(s, model, 2)
     labels = [
-        {"prediction_id": "p1", "label": "yes"},
-        {"prediction_id": "nope", "label": "no"},
-        {"prediction_id": "p2", "label": "maybe"},
+        {"prediction_id": p1, "label": "yes"},
+        {"prediction_id": "b" * 24 + "00000002", "label": "no"},  # past the batch's end
+        {"prediction_id": p2, "label": "maybe"},
     ]
     with pytest.raises(InvalidData) as info, db.session() as s:
         data.add_feedback(s, catalog.get_model(s, "churn"), spec, labels)
@@ -77,11 +79,11 @@ def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ig
 def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as s:
         model, spec = _model_with_rows(s)
-        _log(s, model, ["p1"])
+        (p1,) = _log(s, model, 1)
     for label in ("yes", "no"):
         with db.session() as s:
             data.add_feedback(
-                s, catalog.get_model(s, "churn"), spec, [{"prediction_id": "p1", "label": label}]
+                s, catalog.get_model(s, "churn"), spec, [{"prediction_id": p1, "label": label}]
             )
     with db.session() as s:
         ids, _, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
