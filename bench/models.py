@@ -1,0 +1,174 @@
+"""The two bench models, trained once on synthetic data with a fixed seed and cached.
+
+Both pipelines start with a ColumnTransformer over positional columns, so the very same
+pipeline definition takes loopserve's per-feature frame (exported to ONNX with one input per
+feature) and MLServer's [N, 30] ndarray (pickled with joblib). The loopserve copy is fitted on a
+DataFrame named f0..f29, the MLServer copy on the same ndarray; they are checked identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bench.config import CLASSES, FEATURES, N_FEATURES, SEED, WORK
+from tuning.export import TARGET_OPSET, check_parity, to_onnx
+from tuning.spec import ModelSpec
+
+MODELS_DIR = WORK / "models"
+TRAIN_ROWS = 5000
+PAYLOAD_ROWS = 2000  # held-out rows the payloads are cut from
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """One model as every server needs it."""
+
+    name: str
+    description: str
+    onnx: bytes  # version 1, the champion
+    onnx_v2: bytes  # version 2, for the swap test
+    joblib_path: Path  # the same pipeline for MLServer
+    X: np.ndarray  # float32 [PAYLOAD_ROWS, 30] rows the payloads use
+    y: list[str]  # their true labels, for feedback
+
+
+def spec_for(name: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="classification",
+        target="y",
+        features=[{"name": f, "type": "numeric"} for f in FEATURES],
+        classes=CLASSES,
+        retrain={"min_new_labels": None},
+    )
+
+
+def _pipelines(seed: int) -> dict[str, tuple[str, Pipeline]]:
+    cols = list(range(N_FEATURES))
+    return {
+        "bench_lr": (
+            "StandardScaler + LogisticRegression (30 features)",
+            Pipeline(
+                [
+                    ("cols", ColumnTransformer([("num", StandardScaler(), cols)])),
+                    ("clf", LogisticRegression(max_iter=1000, random_state=seed)),
+                ]
+            ),
+        ),
+        "bench_rf": (
+            "RandomForestClassifier, 100 trees (30 features)",
+            Pipeline(
+                [
+                    ("cols", ColumnTransformer([("num", "passthrough", cols)])),
+                    ("clf", RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)),
+                ]
+            ),
+        ),
+    }
+
+
+def _cache_key() -> str:
+    source = Path(__file__).read_bytes()
+    return hashlib.sha256(source + sklearn.__version__.encode()).hexdigest()[:16]
+
+
+def build_models(log: Callable[[str], None] = print) -> list[BenchModel]:
+    """Train, export and check the models, or load them from the cache of a previous run."""
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    key = _cache_key()
+    manifest = MODELS_DIR / "manifest.json"
+    X, y = make_classification(
+        n_samples=TRAIN_ROWS + PAYLOAD_ROWS,
+        n_features=N_FEATURES,
+        n_informative=12,
+        n_redundant=6,
+        random_state=SEED,
+    )
+    X = np.round(X, 5)
+    labels = np.asarray([str(v) for v in y], dtype=object)
+    X_train, y_train = X[:TRAIN_ROWS], labels[:TRAIN_ROWS]
+    X_pay = X[TRAIN_ROWS:].astype(np.float32)
+    y_pay = [str(v) for v in labels[TRAIN_ROWS:]]
+    cached = manifest.exists() and json.loads(manifest.read_text()).get("key") == key
+    out = []
+    for name, (description, template) in _pipelines(SEED).items():
+        paths = {k: MODELS_DIR / f"{name}{k}" for k in (".onnx", ".v2.onnx", ".joblib")}
+        if not (cached and all(p.exists() for p in paths.values())):
+            log(f"training {name}")
+            _train(name, template, X_train, y_train, paths)
+        out.append(
+            BenchModel(
+                name=name,
+                description=description,
+                onnx=paths[".onnx"].read_bytes(),
+                onnx_v2=paths[".v2.onnx"].read_bytes(),
+                joblib_path=paths[".joblib"],
+                X=X_pay,
+                y=y_pay,
+            )
+        )
+    manifest.write_text(json.dumps({"key": key}))
+    return out
+
+
+def _train(
+    name: str, template: Pipeline, X: np.ndarray, y: np.ndarray, paths: dict[str, Path]
+) -> None:
+    spec = spec_for(name)
+    frame = pd.DataFrame(X, columns=FEATURES)
+    served = clone(template).fit(frame, y)
+    onnx = to_onnx(served, spec)
+    report = check_parity(served, onnx, spec, frame.iloc[:2000])
+    if not report.ok:
+        raise RuntimeError(f"{name}: ONNX parity failed: {report.reason}")
+    mlserver = clone(template).fit(X, y)
+    if not np.allclose(mlserver.predict_proba(X[:500]), served.predict_proba(frame.iloc[:500])):
+        raise RuntimeError(f"{name}: the ndarray and DataFrame fits differ")
+    # Version 2: another regularisation / forest seed, so a swap really changes the graph.
+    other = clone(template)
+    if "LogisticRegression" in type(other[-1]).__name__:
+        other.set_params(clf__C=0.3)
+    else:
+        other.set_params(clf__random_state=SEED + 1)
+    onnx_v2 = to_onnx(other.fit(frame, y), spec)
+    paths[".onnx"].write_bytes(onnx)
+    paths[".v2.onnx"].write_bytes(onnx_v2)
+    joblib.dump(mlserver, paths[".joblib"])
+
+
+def single_input_onnx(model: BenchModel) -> bytes:
+    """The same fitted pipeline as one [N, 30] float input instead of one input per feature.
+
+    Not served by anyone: the in-process floor runs it beside loopserve's graph, to show what
+    the per-feature input contract costs per call.
+    """
+    path = MODELS_DIR / f"{model.name}.single-input.onnx"
+    if path.exists() and path.stat().st_mtime >= model.joblib_path.stat().st_mtime:
+        return path.read_bytes()
+    pipeline = joblib.load(model.joblib_path)
+    onnx = convert_sklearn(
+        pipeline,
+        initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+        options={type(pipeline[-1]): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+    ).SerializeToString()
+    path.write_bytes(onnx)
+    return onnx
