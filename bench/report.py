@@ -543,7 +543,8 @@ def render(r: Results) -> str:
         "",
         f"- {env['nproc']} cores ({env['cpu']}), {env['mem_gib']:.0f} GiB, {env['kernel']}; "
         f"Python {env['python']}; {env['wrk']}; PostgreSQL {env['postgres']}.",
-        f"- loopserve code measured: HEAD {r['git']['head']}"
+        f"- loopserve code measured: commit {r['git']['head']} (the last one to change api/, "
+        "registry/, tuning/, worker/, cli/ or pyproject.toml)"
         + (
             f" plus uncommitted changes to {', '.join(r['git']['dirty'])}"
             if r["git"]["dirty"]

@@ -148,14 +148,18 @@ def stop(server: Server) -> None:
 
 
 def git_state() -> dict[str, Any]:
-    """HEAD and uncommitted changes of loopserve's code, to say which code was measured."""
+    """The last commit that changed loopserve's code, and its uncommitted changes: which
+    code was measured (commits touching only bench/ or docs do not count)."""
 
     def git(*args: str) -> str:
         proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return proc.stdout.rstrip("\n")
 
     dirty = git("status", "--porcelain", "--", *CODE_DIRS).splitlines()
-    return {"head": git("rev-parse", "--short", "HEAD"), "dirty": [d[3:] for d in dirty]}
+    return {
+        "head": git("log", "-1", "--format=%h", "--", *CODE_DIRS),  # last commit of the code
+        "dirty": [d[3:] for d in dirty],
+    }
 
 
 def path(protocol: str, model: str) -> str:
@@ -471,8 +475,10 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault("targets", report.targets(results))
         (WORK / "results.json").write_text(json.dumps(results, indent=1, default=str))
         if "environment" in results:
-            RESULTS.write_text(report.render(results))
-            log(f"wrote {RESULTS} and {WORK / 'results.json'}")
+            # A run that stopped early never replaces the last complete report.
+            target = RESULTS if "profiles" in results else WORK / "RESULTS.partial.md"
+            target.write_text(report.render(results))
+            log(f"wrote {target} and {WORK / 'results.json'}")
     return 0
 
 
