@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from api.dataplane import Columns, Served
+from api.dataplane import Columns, DataPlane, Served
 from api.serving import MISSING_CATEGORY, LoadedModel
 from registry.errors import InvalidData
 from registry.validation import check_instances
@@ -84,3 +84,11 @@ def encode_predictions(name: str, served: Served) -> dict[str, Any]:
             {"id": pid, "label": label} for pid, label in zip(served.ids, labels, strict=True)
         ]
     return {"model": name, "version": served.model.version, "predictions": predictions}
+
+
+def predict_rows(plane: DataPlane, name: str, instances: Any) -> dict[str, Any]:
+    """The v1 predict: rows in, one ONNX call through the data plane, predictions out."""
+    model = plane.model(name)
+    if isinstance(instances, list):
+        plane.check_size(len(instances))
+    return encode_predictions(name, plane.infer(model, decode_rows(model, instances)))

@@ -5,7 +5,7 @@ validate → one ONNX run → serialize and nothing else: no database or broker 
 written by its own thread), no dependency injection, no per-value pydantic objects. Small
 requests run inline on the event loop — an ONNX call on a few rows takes microseconds, less
 than a hop to the thread pool — and larger ones in the thread pool so they never stall other
-requests. Both call the same functions as the FastAPI routes (api.routes.models.predict_rows,
+requests. Both call the same functions as the FastAPI routes (api.codec.predict_rows,
 api.routes.v2.infer_bytes), which stay as the documented form and the fallback when
 LOOPSERVE_FAST_PATH=false.
 """
@@ -20,10 +20,10 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.codec import predict_rows
 from api.deps import field
 from api.errors import HANDLED, BadRequest, describe, v2_message
 from api.oip.decode import HEADER
-from api.routes.models import predict_rows
 from api.routes.v2 import infer_bytes, parse_version
 
 V1 = re.compile(r"^/v1/models/([^/]+)/predict$")

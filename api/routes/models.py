@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.codec import decode_rows, encode_predictions
-from api.dataplane import DataPlane
+from api.codec import predict_rows
 from api.deps import Body, Client, DataPlaneDep, PlatformDep, field
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -32,13 +31,6 @@ async def list_versions(name: str, platform: PlatformDep) -> list[dict[str, Any]
 @router.post("/{name}/predict", dependencies=[Client])
 async def predict(name: str, body: Body, plane: DataPlaneDep) -> dict[str, Any]:
     return await run_in_threadpool(predict_rows, plane, name, field(body, "instances"))
-
-
-def predict_rows(plane: DataPlane, name: str, instances: Any) -> dict[str, Any]:
-    model = plane.model(name)
-    if isinstance(instances, list):
-        plane.check_size(len(instances))
-    return encode_predictions(name, plane.infer(model, decode_rows(model, instances)))
 
 
 @router.post("/{name}/feedback", status_code=202, dependencies=[Client])
