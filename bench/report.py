@@ -543,14 +543,13 @@ def render(r: Results) -> str:
         "",
         f"- {env['nproc']} cores ({env['cpu']}), {env['mem_gib']:.0f} GiB, {env['kernel']}; "
         f"Python {env['python']}; {env['wrk']}; PostgreSQL {env['postgres']}.",
-        f"- loopserve code measured: commit {r['git']['head']} (the last one to change api/, "
-        "registry/, tuning/, worker/, cli/ or pyproject.toml)"
+        f"- loopserve code measured: commit {r['git']['head']}, the last one to change api/, "
+        "registry/, tuning/, worker/, cli/ or pyproject.toml, "
         + (
-            f" plus uncommitted changes to {', '.join(r['git']['dirty'])}"
+            f"plus uncommitted changes to {', '.join(r['git']['dirty'])}."
             if r["git"]["dirty"]
-            else " (no uncommitted changes)"
-        )
-        + ".",
+            else "with no uncommitted changes."
+        ),
         "- loopserve venv: "
         + ", ".join(f"{k} {v}" for k, v in versions["loopserve"].items())
         + ".",

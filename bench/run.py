@@ -475,8 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault("targets", report.targets(results))
         (WORK / "results.json").write_text(json.dumps(results, indent=1, default=str))
         if "environment" in results:
-            # A run that stopped early never replaces the last complete report.
-            target = RESULTS if "profiles" in results else WORK / "RESULTS.partial.md"
+            # Only a complete full run replaces the report; a smoke or aborted run goes aside.
+            if "profiles" not in results:
+                target = WORK / "RESULTS.partial.md"
+            else:
+                target = WORK / "RESULTS.quick.md" if args.quick else RESULTS
             target.write_text(report.render(results))
             log(f"wrote {target} and {WORK / 'results.json'}")
     return 0
