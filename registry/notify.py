@@ -69,6 +69,9 @@ class ChampionListener:
                 client = redis.Redis.from_url(self._url, socket_timeout=5)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
+                pubsub.get_message(timeout=1.0)  # the subscription confirmation
+                # A change published before the subscription took effect was missed: reload.
+                self._on_change("*")
                 delay = 0.5
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
