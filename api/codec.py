@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from api.dataplane import Columns, DataPlane, Served
-from api.serving import MISSING_CATEGORY, LoadedModel
+from api.dataplane import DataPlane, Served
+from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 from registry.errors import InvalidData
 from registry.validation import check_instances
 
@@ -36,7 +36,7 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
     if not regular:
         check_instances(spec, instances)  # raises with every problem named
         rows = [[row[name] for name in names] for row in instances]
-    feeds: dict[str, np.ndarray] = {}
+    numeric = np.empty((len(rows), 0), dtype=np.float32)
     if model.numeric:  # one conversion for every numeric column: per-column calls add up
         if model.categorical:
             numeric_rows = [[r[i] for i in model.numeric_at] for r in rows]
@@ -45,15 +45,14 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
         if not set(map(type, chain.from_iterable(numeric_rows))) <= _NUMERIC:
             check_instances(spec, instances)  # raises, naming the rows and fields
         with np.errstate(over="ignore"):  # overflow becomes inf, refused below
-            matrix = np.array(numeric_rows, dtype=np.float32)
-        if np.isinf(matrix).any():
+            numeric = np.array(numeric_rows, dtype=np.float32)
+        if np.isinf(numeric).any():
             check_instances(spec, instances)
             raise InvalidData(
                 "numeric values out of range",
                 [{"row": None, "field": "instances", "message": "values must fit a 32-bit float"}],
             )
-        columns = np.ascontiguousarray(matrix.T).reshape(len(model.numeric), -1, 1)
-        feeds.update(zip(model.numeric, columns, strict=True))
+    categorical = {}
     for name, at in zip(model.categorical, model.categorical_at, strict=True):
         values = [r[at] for r in rows]
         kinds = set(map(type, values))
@@ -61,12 +60,8 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
             check_instances(spec, instances)
         if type(None) in kinds:
             values = [MISSING_CATEGORY if v is None else v for v in values]
-        feeds[name] = np.asarray(values, dtype=object).reshape(-1, 1)
-    return Columns(len(rows), feeds, lambda: _by_feature(names, rows))
-
-
-def _by_feature(names: tuple[str, ...], rows: list[list[Any]]) -> dict[str, list[Any]]:
-    return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+        categorical[name] = np.asarray(values, dtype=object)
+    return Columns(len(rows), numeric, categorical)
 
 
 def encode_predictions(name: str, served: Served) -> dict[str, Any]:

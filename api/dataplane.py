@@ -8,14 +8,12 @@ decode tensors (api.v2); both hand the columns here and encode what comes back.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from api.predlog import LogBatch, PredictionLog
-from api.serving import LoadedModel, ModelCache, ModelNotReady
+from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
 from registry import catalog
 from registry.data import prediction_ids
 from registry.db import Database
@@ -28,16 +26,6 @@ class BatchTooLarge(ValueError):
 
 class VersionNotServed(LookupError):
     """A version was asked for that this replica does not serve (only champions are loaded)."""
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Validated inputs: `feeds` as the ONNX graph takes them; `raw()` gives the values as the
-    client sent them, by feature, when the log thread asks (not on the request path)."""
-
-    n: int
-    feeds: dict[str, np.ndarray]
-    raw: Callable[[], dict[str, Sequence[Any]]]
 
 
 @dataclass(frozen=True)
@@ -74,21 +62,11 @@ class DataPlane:
             )
 
     def infer(self, model: LoadedModel, columns: Columns) -> Served:
-        labels, proba = model.run(columns.feeds)
+        labels, proba = model.run(columns)
         batch = os.urandom(12).hex()  # 96 random bits; a row's id adds its position
         ids = prediction_ids(batch, columns.n)
         if self.log.enabled:
             self.log.append(
-                LogBatch(
-                    model.model_id,
-                    model.version,
-                    utcnow(),
-                    batch,
-                    columns.n,
-                    columns.raw,
-                    labels,
-                    proba,
-                    model.classes,
-                )
+                LogBatch(model.model_id, model.version, utcnow(), batch, columns, labels, proba)
             )
         return Served(model, ids, labels, proba)

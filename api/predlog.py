@@ -1,10 +1,11 @@
 """The prediction log, written off the request path in batches.
 
 A request appends one `LogBatch` (its columns and outputs as they were served) to a bounded
-in-memory buffer; one thread serialises batches (one column-oriented JSON document each) and
-writes them every `flush_seconds` or when enough rows wait, by COPY on PostgreSQL. A failed
-write keeps the batches for the next try. When the buffer is full (the database has been down
-for long), predict answers 503 rather than serving predictions that could never be labelled.
+in-memory buffer; one thread serialises batches (float matrices as raw bytes, strings as
+JSON) and writes them every `flush_seconds` or when enough rows wait, by binary COPY on
+PostgreSQL. A failed write keeps the batches for the next try. When the buffer is full (the
+database has been down for long), predict answers 503 rather than serving predictions that
+could never be labelled.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import orjson
 
+from api.serving import MISSING_CATEGORY, Columns
 from registry import data
 from registry.data import LoggedBatch
 from registry.db import Database
@@ -40,34 +40,40 @@ class LogBatch:
     version: int
     created_at: datetime
     batch_id: str
-    rows: int
-    columns: Callable[[], dict[str, Sequence[Any]]]  # values by feature; None/NaN missing
+    columns: Columns
     labels: np.ndarray
     proba: np.ndarray | None
-    classes: list[str] | None
+
+    @property
+    def rows(self) -> int:
+        return self.columns.n
 
     def record(self) -> LoggedBatch:
-        labels = self.labels.tolist() if self.labels.dtype == object else self.labels
-        output = {"labels": labels, "probabilities": self.proba, "classes": self.classes}
+        """The batch in the log's storage form: the float matrices as bytes, the rest JSON."""
+        categorical = None
+        if self.columns.categorical:
+            categorical = orjson.dumps(
+                {
+                    name: [None if v == MISSING_CATEGORY else v for v in values.tolist()]
+                    for name, values in self.columns.categorical.items()
+                }
+            ).decode()
+        proba = self.proba
         return LoggedBatch(
             id=self.batch_id,
             model_id=self.model_id,
             version=self.version,
             created_at=self.created_at,
-            rows=self.rows,
-            features=_json(
-                {
-                    name: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v
-                    for name, v in self.columns().items()
-                }
-            ),
-            output=_json(output),
+            rows=self.columns.n,
+            numeric=_float32_bytes(self.columns.numeric),
+            categorical=categorical,
+            labels=orjson.dumps(self.labels.tolist()).decode(),
+            probabilities=None if proba is None else _float32_bytes(proba),
         )
 
 
-def _json(value: Any) -> str:
-    """orjson, numpy arrays included (NaN becomes null: JSON has no NaN)."""
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+def _float32_bytes(matrix: np.ndarray) -> bytes:
+    return np.ascontiguousarray(matrix, dtype="<f4").tobytes()
 
 
 class PredictionLog:

@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 MISSING_CATEGORY = "__missing__"
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Validated inputs in a model's layout, as both the graph and the prediction log take them.
+
+    `numeric` is one float32 matrix [n, len(model.numeric)] (NaN for missing), the values the
+    graph sees; `categorical` holds an object array [n] of strings per categorical feature, with
+    MISSING_CATEGORY for missing ones.
+    """
+
+    n: int
+    numeric: np.ndarray
+    categorical: dict[str, np.ndarray]
+
+
 class ModelNotReady(LookupError):
     """The model exists but has no champion loaded (yet)."""
 
@@ -48,14 +62,23 @@ class LoadedModel:
     numeric_at: tuple[int, ...] = ()
     categorical_at: tuple[int, ...] = ()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, columns: Columns) -> tuple[np.ndarray, np.ndarray | None]:
         """One ONNX call on validated columns: labels (str) or values (float), and the class
         probabilities of a classifier (columns in the order of `classes`)."""
+        feeds = self.feeds(columns)
         if self.spec.task == "regression":
             (values,) = self.session.run(["variable"], feeds)
             return values.reshape(-1), None
         labels, proba = self.session.run(["label", "probabilities"], feeds)
         return labels.reshape(-1), proba
+
+    def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
+        """The graph's inputs (one [n, 1] tensor per feature), as contiguous views."""
+        by_feature = np.ascontiguousarray(columns.numeric.T)
+        feeds = {name: by_feature[j].reshape(-1, 1) for j, name in enumerate(self.numeric)}
+        for name, values in columns.categorical.items():
+            feeds[name] = values.reshape(-1, 1)
+        return feeds
 
 
 def load_model(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -78,17 +79,26 @@ def _batches(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, A
     if not wanted:
         return {}
     rows = session.execute(
-        select(PredictionBatch.id, PredictionBatch.rows, PredictionBatch.features).where(
-            PredictionBatch.model_id == model_id, PredictionBatch.id.in_(wanted)
-        )
+        select(
+            PredictionBatch.id,
+            PredictionBatch.rows,
+            PredictionBatch.numeric,
+            PredictionBatch.categorical,
+            PredictionBatch.features,
+        ).where(PredictionBatch.model_id == model_id, PredictionBatch.id.in_(wanted))
     )
-    return {batch: (n, features) for batch, n, features in rows}
+    return {batch: rest for batch, *rest in rows}
 
 
 def missing_predictions(session: Session, model_id: int, ids: Iterable[str]) -> set[str]:
     """The ids that no logged prediction of this model has."""
     wanted = set(ids)
-    return wanted - set(_features_of(session, model_id, wanted))
+    rows = {batch: n for batch, (n, *_) in _batches(session, model_id, wanted).items()}
+    return {
+        pid
+        for pid in wanted
+        if (where := _locate(pid)) is None or where[1] >= rows.get(where[0], 0)
+    }
 
 
 def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[Any]) -> int:
@@ -138,7 +148,7 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
             explicit.append(
                 {"model_id": model.id, "features": features, "label": label, "source": "feedback"}
             )
-    stored = _features_of(session, model.id, by_id)
+    stored = _features_of(session, model.id, spec, by_id)
     for pid, (i, _) in by_id.items():
         if pid not in stored:
             problems.append(
@@ -170,19 +180,37 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
     return len(explicit) + len(by_id)
 
 
-def _features_of(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, dict]:
+def _features_of(
+    session: Session, model_id: int, spec: ModelSpec, ids: Iterable[str]
+) -> dict[str, dict]:
     """The logged features of each known prediction id, read from its batch."""
     ids = list(ids)
     batches = _batches(session, model_id, ids)
+    numeric_names = spec.numeric_features
     found = {}
     for pid in ids:
         where = _locate(pid)
         if where is None or where[0] not in batches:
             continue
-        rows, features = batches[where[0]]
-        if where[1] < rows:
-            found[pid] = {name: values[where[1]] for name, values in features.items()}
+        rows, numeric, categorical, legacy = batches[where[0]]
+        at = where[1]
+        if at >= rows:
+            continue
+        if numeric is None:  # logged before revision 0002: JSON by feature
+            found[pid] = {name: values[at] for name, values in legacy.items()}
+            continue
+        matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))
+        features = dict(zip(numeric_names, _floats(matrix[at]), strict=True))
+        for name, values in (categorical or {}).items():
+            features[name] = values[at]
+        found[pid] = features
     return found
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    """float32 values as the shortest decimals that round to them (0.1, not 0.100000001),
+    NaN as None: what the client most likely sent, and exactly what the graph saw."""
+    return [None if v != v else float(str(v)) for v in values]
 
 
 def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -197,41 +225,59 @@ def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
 
 @dataclass(frozen=True)
 class LoggedBatch:
-    """One served request for the prediction log. `features` ({feature: [value per row]}) and
-    `output` ({"labels", "probabilities", "classes"}) come as JSON text: the caller serialises
-    them once, off the request path, with a fast encoder."""
+    """One served request for the prediction log, serialised by the caller off the request path.
+
+    `numeric` is the float32 matrix [rows, numeric features] as little-endian bytes,
+    `probabilities` likewise [rows, classes] (None for a regressor); `categorical`
+    ({feature: [value or None per row]}, None without categorical features) and `labels` come
+    as JSON text.
+    """
 
     id: str  # 24 hex digits; its rows' prediction ids are prediction_ids(id, rows)
     model_id: int
     version: int
     created_at: datetime
     rows: int
-    features: str
-    output: str
+    numeric: bytes
+    categorical: str | None
+    labels: str
+    probabilities: bytes | None
 
 
-_COLUMNS = "id, model_id, version, rows, features, output, created_at"
+_COLUMNS = "id, model_id, version, rows, numeric, categorical, labels, probabilities, created_at"
+# COPY's binary format, by column: bytes and JSON text go through without escaping or parsing.
+_COPY_TYPES = ["text", "int8", "int4", "int4", "bytea", "text", "text", "bytea", "timestamptz"]
 
 
 def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
-    """Write logged batches, one row each: COPY on PostgreSQL, executemany elsewhere."""
+    """Write logged batches, one row each: binary COPY on PostgreSQL, executemany elsewhere."""
     if not batches:
         return
     rows = [
-        (b.id, b.model_id, b.version, b.rows, b.features, b.output, b.created_at) for b in batches
+        (
+            b.id,
+            b.model_id,
+            b.version,
+            b.rows,
+            b.numeric,
+            b.categorical,
+            b.labels,
+            b.probabilities,
+            b.created_at,
+        )
+        for b in batches
     ]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
-        with (
-            raw.cursor() as cur,
-            cur.copy(f"COPY prediction_batches ({_COLUMNS}) FROM STDIN") as copy,
-        ):
+        statement = f"COPY prediction_batches ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        with raw.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
         return
     connection.exec_driver_sql(
-        f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(*row[:-1], _sqlite_time(row[-1])) for row in rows],
     )
 

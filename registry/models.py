@@ -123,11 +123,14 @@ class ModelVersion(Base):
 
 
 class PredictionBatch(Base):
-    """The prediction log: what one request served, its inputs by column and its outputs.
+    """The prediction log: what one request served, its inputs and its outputs.
 
     A prediction id is the batch id (24 random hex digits) followed by the row's position (8
     hex digits), so logging a request writes one row, whatever its size, and a prediction is
-    found from its id alone.
+    found from its id alone. Numeric features are kept as the graph saw them: one float32
+    matrix [rows, numeric features in spec order], NaN for missing; probabilities likewise
+    [rows, classes of the version]. Batches logged before revision 0002 have `features` and
+    `output` as JSON instead.
     """
 
     __tablename__ = "prediction_batches"
@@ -136,8 +139,12 @@ class PredictionBatch(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
-    features: Mapped[dict[str, Any]] = mapped_column(JSON)  # {feature: [value per row]}
-    output: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"labels", "probabilities", "classes"}
+    numeric: Mapped[bytes | None] = mapped_column(LargeBinary)
+    categorical: Mapped[dict[str, list[str | None]] | None] = mapped_column(JSON)
+    labels: Mapped[list[Any] | None] = mapped_column(JSON)
+    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0002
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0002
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

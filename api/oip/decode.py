@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.dataplane import Columns
-from api.serving import MISSING_CATEGORY, LoadedModel
+from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 
 NUMERIC_TYPES = {
     "FP32": np.float32,
@@ -176,7 +175,7 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
             f"missing {missing}, unknown {unknown}"
         )
     n = None
-    feeds, raw = {}, {}
+    numeric, categorical = [], {}
     for feature in spec.features:
         tensor = by_name[feature.name]
         if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
@@ -191,19 +190,18 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
                 raise ProtocolError(
                     f"input {feature.name!r}: numeric feature, got {tensor.datatype}"
                 )
-            feeds[feature.name] = _finite(feature.name, values).reshape(-1, 1)
-            raw[feature.name] = values
+            numeric.append(_finite(feature.name, values))
         else:
             if tensor.datatype != "BYTES":
                 raise ProtocolError(f"input {feature.name!r}: categorical feature needs BYTES")
             strings = [_text(feature.name, v) for v in values]
-            feeds[feature.name] = np.asarray(
+            categorical[feature.name] = np.asarray(
                 [MISSING_CATEGORY if s == "" else s for s in strings], dtype=object
-            ).reshape(-1, 1)
-            raw[feature.name] = [s or None for s in strings]
+            )
     if not n:
         raise ProtocolError("the inputs hold no rows")
-    return Columns(n, feeds, lambda: raw)
+    matrix = np.stack(numeric, axis=1) if numeric else np.empty((n, 0), dtype=np.float32)
+    return Columns(n, matrix, categorical)
 
 
 def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
@@ -221,10 +219,7 @@ def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
             f"input {tensor.name!r}: shape must be [N, {width}] (features "
             f"{spec.feature_names}), got {tensor.shape}"
         )
-    matrix = _finite(tensor.name, tensor.data)
-    feeds = {name: matrix[:, j : j + 1] for j, name in enumerate(spec.feature_names)}
-    raw = {name: tensor.data[:, j] for j, name in enumerate(spec.feature_names)}
-    return Columns(tensor.shape[0], feeds, lambda: raw)
+    return Columns(tensor.shape[0], _finite(tensor.name, tensor.data), {})
 
 
 def _finite(name: str, values: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from registry import catalog, data
@@ -97,7 +98,12 @@ def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignor
     with db.session() as s:
         assert data.rows_after(s, model_id, None) == 102
         _, rows, labels = data.training_rows(s, model_id)
-    assert rows[-2:] == instances and labels[-2:] == ["yes", "no"]  # features as predicted
+    # the features as the model saw them: numbers as 32-bit floats, missing ones as None
+    assert rows[-2:] == [_as_float32(r) for r in instances] and labels[-2:] == ["yes", "no"]
+
+
+def _as_float32(row: dict) -> dict:
+    return {k: float(str(np.float32(v))) if isinstance(v, float) else v for k, v in row.items()}
 
 
 def test_admin_routes_need_the_token(served) -> None:  # type: ignore[no-untyped-def]

@@ -4,15 +4,17 @@ when their worker stops heart-beating."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
 from registry import catalog, data, jobs
 from registry.errors import InvalidData
-from registry.models import Job, utcnow
+from registry.models import Job, PredictionBatch, utcnow
 from tests.factories import churn_rows, churn_spec, features_only
 
 
@@ -23,21 +25,31 @@ def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
     return model, spec
 
 
-def _log(s, model, n: int) -> list[str]:  # type: ignore[no-untyped-def]
-    """Log n predictions as one batch; their prediction ids."""
-    rows = features_only(churn_rows(n, seed=2))
-    columns = {name: [r[name] for r in rows] for name in rows[0]}
+def _log(s, model, spec, rows: list[dict]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Log these feature rows as one batch, in the form the API's log thread writes; their
+    prediction ids."""
+    n = len(rows)
+    numeric = np.array(
+        [[np.nan if r[f] is None else r[f] for f in spec.numeric_features] for r in rows],
+        dtype="<f4",
+    )
     batch = data.LoggedBatch(
-        id="b" * 24,
+        id=secrets.token_hex(12),
         model_id=model.id,
         version=1,
         created_at=utcnow(),
         rows=n,
-        features=json.dumps(columns),
-        output=json.dumps({"labels": ["no"] * n}),
+        numeric=numeric.tobytes(),
+        categorical=json.dumps({f: [r[f] for r in rows] for f in spec.categorical_features}),
+        labels=json.dumps(["no"] * n),
+        probabilities=np.full((n, 2), 0.5, dtype="<f4").tobytes(),
     )
     data.log_predictions(s, [batch])
     return data.prediction_ids(batch.id, n)
+
+
+def _logged(s, model, spec, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return _log(s, model, spec, features_only(churn_rows(n, seed=2)))
 
 
 def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: ignore[no-untyped-def]
@@ -59,10 +71,10 @@ def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: 
 def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as s:
         model, spec = _model_with_rows(s)
-        p1, p2 = _log(s, model, 2)
+        p1, p2 = _logged(s, model, spec, 2)
     labels = [
         {"prediction_id": p1, "label": "yes"},
-        {"prediction_id": "b" * 24 + "00000002", "label": "no"},  # past the batch's end
+        {"prediction_id": p2[:24] + "00000002", "label": "no"},  # past the batch's end
         {"prediction_id": p2, "label": "maybe"},
     ]
     with pytest.raises(InvalidData) as info, db.session() as s:
@@ -79,7 +91,7 @@ def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ig
 def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as s:
         model, spec = _model_with_rows(s)
-        (p1,) = _log(s, model, 1)
+        (p1,) = _logged(s, model, spec, 1)
     for label in ("yes", "no"):
         with db.session() as s:
             data.add_feedback(
@@ -88,6 +100,50 @@ def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ig
     with db.session() as s:
         ids, _, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
         assert len(ids) == 11 and labels[-1] == "no"
+
+
+def test_feedback_trains_on_the_logged_features(db) -> None:  # type: ignore[no-untyped-def]
+    """A labelled prediction becomes a training row with the values the client sent: decimals
+    come back as written (the log keeps float32), missing values as None."""
+    sent = [
+        {"x1": 0.1, "x2": -3.25, "x3": None, "x4": 12345.678, "color": "red"},
+        {"x1": 1e-7, "x2": 2, "x3": 0.3, "x4": -0.0, "color": None},
+    ]
+    with db.session() as s:
+        model, spec = _model_with_rows(s)
+        ids = _log(s, model, spec, sent)
+    with db.session() as s:
+        model = catalog.get_model(s, "churn")
+        data.add_feedback(s, model, spec, [{"prediction_id": p, "label": "yes"} for p in ids])
+    with db.session() as s:
+        _, features, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+    assert features[-2:] == sent and labels[-2:] == ["yes", "yes"]
+
+
+def test_feedback_reads_batches_logged_before_the_binary_form(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, spec = _model_with_rows(s)
+        rows = features_only(churn_rows(3, seed=4))
+        s.add(
+            PredictionBatch(
+                id="a" * 24,
+                model_id=model.id,
+                version=1,
+                rows=3,
+                features={f: [r[f] for r in rows] for f in spec.feature_names},
+                output={"labels": ["no"] * 3},
+            )
+        )
+    with db.session() as s:
+        model = catalog.get_model(s, "churn")
+        ids = data.prediction_ids("a" * 24, 3)
+        assert data.missing_predictions(s, model.id, [*ids, "a" * 24 + "00000003"]) == {
+            "a" * 24 + "00000003"
+        }
+        data.add_feedback(s, model, spec, [{"prediction_id": ids[2], "label": "no"}])
+    with db.session() as s:
+        _, features, _ = data.training_rows(s, catalog.get_model(s, "churn").id)
+    assert features[-1] == rows[2]
 
 
 def test_retrain_is_single_flight(db) -> None:  # type: ignore[no-untyped-def]
