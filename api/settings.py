@@ -23,7 +23,9 @@ class ApiSettings(BaseSettings):
     log_flush_seconds: float = Field(
         default=0.2, gt=0, description="Longest a prediction waits in memory before it is logged."
     )
-    log_batch_size: int = Field(default=1000, ge=1, description="Most rows per log insert.")
+    log_batch_size: int = Field(
+        default=20_000, ge=1, description="Most prediction rows per log write (one transaction)."
+    )
     log_queue_limit: int = Field(
         default=200_000, ge=1000, description="Unlogged rows held in memory before predict sheds."
     )
