@@ -6,7 +6,9 @@ is off does it run the full validation that names every offending row and field.
 
 from __future__ import annotations
 
-from itertools import chain
+from collections.abc import Callable
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -28,20 +30,17 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
             [{"row": None, "field": "instances", "message": "must be a non-empty list of objects"}],
         )
     spec, names = model.spec, model.names
-    try:
-        rows = [[row[name] for name in names] for row in instances]
-        regular = all(type(row) is dict and len(row) == len(names) for row in instances)
+    try:  # C-level loops: itemgetter picks the features, len() spots extra fields
+        rows = list(map(_picker(names), instances))
+        regular = set(map(len, instances)) == {len(names)}
     except (KeyError, TypeError):
         regular = False
     if not regular:
         check_instances(spec, instances)  # raises with every problem named
-        rows = [[row[name] for name in names] for row in instances]
+        rows = list(map(_picker(names), instances))
     numeric = np.empty((len(rows), 0), dtype=np.float32)
     if model.numeric:  # one conversion for every numeric column: per-column calls add up
-        if model.categorical:
-            numeric_rows = [[r[i] for i in model.numeric_at] for r in rows]
-        else:
-            numeric_rows = rows
+        numeric_rows = list(map(_picker(model.numeric_at), rows)) if model.categorical else rows
         if not set(map(type, chain.from_iterable(numeric_rows))) <= _NUMERIC:
             check_instances(spec, instances)  # raises, naming the rows and fields
         with np.errstate(over="ignore"):  # overflow becomes inf, refused below
@@ -64,15 +63,24 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
     return Columns(len(rows), numeric, categorical)
 
 
+def _picker(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a row's values at `keys` as a tuple (itemgetter returns a bare value
+    for one key)."""
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda row: (row[key],)
+    return itemgetter(*keys)
+
+
 def encode_predictions(name: str, served: Served) -> dict[str, Any]:
     """`{"model", "version", "predictions": [{"id", "label", "probabilities"}]}`."""
     labels = served.labels.tolist()
     classes = served.model.classes
     if served.proba is not None and classes is not None:
-        rows = served.proba.tolist()
+        probabilities = map(dict, map(zip, repeat(classes), served.proba.tolist()))
         predictions = [
-            {"id": pid, "label": label, "probabilities": dict(zip(classes, p, strict=True))}
-            for pid, label, p in zip(served.ids, labels, rows, strict=True)
+            {"id": pid, "label": label, "probabilities": p}
+            for pid, label, p in zip(served.ids, labels, probabilities, strict=True)
         ]
     else:
         predictions = [

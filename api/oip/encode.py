@@ -51,7 +51,9 @@ def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]
     if unknown:
         raise ProtocolError(f"unknown outputs {unknown}; this model has {sorted(known)}")
     values = {
-        "label": lambda: served.labels.astype(str),
+        "label": lambda: (
+            served.labels if served.labels.dtype == object else served.labels.astype(str)
+        ),
         "probabilities": lambda: np.asarray(served.proba, dtype=np.float32),
         "variable": lambda: served.labels.astype(np.float32).reshape(-1, 1),
         "prediction_id": lambda: np.asarray(served.ids, dtype=object),
@@ -66,7 +68,8 @@ def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            flat = array.reshape(-1)  # orjson writes float arrays itself, without a list
+            entry["data"] = flat.tolist() if datatype == "BYTES" else flat
         outputs.append(entry)
     body: dict[str, Any] = {
         "model_name": model.name,
@@ -75,7 +78,7 @@ def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]
     }
     if request.id is not None:
         body["id"] = request.id
-    header = orjson.dumps(body)
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {
