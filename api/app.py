@@ -45,6 +45,7 @@ def create_app(
         cache = ModelCache(
             db,
             threads=settings.onnx_threads,
+            inline_seconds=settings.inline_onnx_ms / 1000,
             on_swap=lambda m: metrics.served_version.labels(m.name).set(m.version),
         )
         predlog = PredictionLog(
@@ -104,6 +105,6 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(v2.router)
     if settings.fast_path:
-        app.add_middleware(FastPath, state=app.state, inline_bytes=settings.inline_bytes)
+        app.add_middleware(FastPath, state=app.state)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the fast path
     return app

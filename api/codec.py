@@ -89,9 +89,15 @@ def encode_predictions(name: str, served: Served) -> dict[str, Any]:
     return {"model": name, "version": served.model.version, "predictions": predictions}
 
 
-def predict_rows(plane: DataPlane, name: str, instances: Any) -> dict[str, Any]:
-    """The v1 predict: rows in, one ONNX call through the data plane, predictions out."""
+def decode_request(plane: DataPlane, name: str, instances: Any) -> tuple[LoadedModel, Columns]:
+    """The served model and the request's validated columns, the size limit checked first."""
     model = plane.model(name)
     if isinstance(instances, list):
         plane.check_size(len(instances))
-    return encode_predictions(name, plane.infer(model, decode_rows(model, instances)))
+    return model, decode_rows(model, instances)
+
+
+def predict_rows(plane: DataPlane, name: str, instances: Any) -> dict[str, Any]:
+    """The v1 predict: rows in, one ONNX call through the data plane, predictions out."""
+    model, columns = decode_request(plane, name, instances)
+    return encode_predictions(name, plane.infer(model, columns))

@@ -34,11 +34,12 @@ class ApiSettings(BaseSettings):
     fast_path: bool = Field(
         default=True, description="Serve predict and infer straight from ASGI, before FastAPI."
     )
-    inline_bytes: int = Field(
-        default=32_768,
+    inline_onnx_ms: float = Field(
+        default=1.0,
         ge=0,
-        description="Request bodies up to this size run ONNX on the event loop, larger ones in "
-        "the thread pool.",
+        description="ONNX calls expected to take longer than this (timed per model when it "
+        "loads) run in the thread pool, so the event loop serves other requests meanwhile; "
+        "parsing and encoding stay on the loop, where they hold the GIL either way.",
     )
     gil_switch_seconds: float = Field(
         default=0.001, gt=0, description="Python's thread switch interval in the API process."

@@ -15,7 +15,7 @@ from api.deps import Client, DataPlaneDep
 from api.errors import HANDLED, describe, v2_message
 from api.oip import decode, encode
 from api.responses import JSONResponse
-from api.serving import ModelNotReady
+from api.serving import Columns, LoadedModel, ModelNotReady
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -90,11 +90,19 @@ async def infer(
     return Response(content, headers=headers)
 
 
-def infer_bytes(
+def decode_infer(
     plane: DataPlane, name: str, version: int | None, body: bytes, header_length: str | None
-) -> tuple[bytes, dict[str, str]]:
+) -> tuple[LoadedModel, decode.InferRequest, Columns]:
+    """The served model, the parsed request and its validated columns."""
     model = plane.model(name, version)
     parsed = decode.parse(body, header_length)
     columns = decode.to_columns(model, parsed)
     plane.check_size(columns.n)
+    return model, parsed, columns
+
+
+def infer_bytes(
+    plane: DataPlane, name: str, version: int | None, body: bytes, header_length: str | None
+) -> tuple[bytes, dict[str, str]]:
+    model, parsed, columns = decode_infer(plane, name, version, body, header_length)
     return encode.encode(plane.infer(model, columns), parsed)

@@ -76,7 +76,8 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
 @pytest.fixture
 def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A second app on the same database (and its champion, from `served`) behind a real
-    uvicorn server on 127.0.0.1, for real HTTP clients."""
+    uvicorn server on 127.0.0.1, for real HTTP clients. It runs every ONNX call in the thread
+    pool (`served` runs small ones on the event loop), so both paths are exercised."""
     import threading
 
     import uvicorn
@@ -88,6 +89,7 @@ def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[
             admin_token=ADMIN["Authorization"].split()[1],
             champion_poll_seconds=0.1,
             max_batch_rows=50,
+            inline_onnx_ms=0,
         ),
         RegistrySettings(database_url=database_url, home=tmp_path),
         WorkerSettings(home=tmp_path),

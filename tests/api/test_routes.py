@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -225,3 +226,15 @@ def test_fastapi_routes_answer_like_the_fast_path(served, database_url, tmp_path
             )
     assert answers[0] == answers[1]
     assert answers[0][2] == 422 and answers[0][4] == 400
+
+
+def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]
+    """`live` sends every ONNX call to the thread pool, `served` runs these on the loop."""
+    client, _ = served
+    instances = features_only(churn_rows(40, seed=8))
+    on_loop = _predict(client, instances)["predictions"]
+    r = httpx.post(f"{live}/v1/models/churn/predict", json={"instances": instances})
+    assert r.status_code == 200
+    in_thread = r.json()["predictions"]
+    assert [p["probabilities"] for p in in_thread] == [p["probabilities"] for p in on_loop]
+    assert len({p["id"] for p in on_loop + in_thread}) == 80
