@@ -45,7 +45,7 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
             check_instances(spec, instances)  # raises, naming the rows and fields
         with np.errstate(over="ignore"):  # overflow becomes inf, refused below
             numeric = np.array(numeric_rows, dtype=np.float32)
-        if np.isinf(numeric).any():
+        if np.logical_or.reduce(np.isinf(numeric), axis=None):  # no Python-level wrapper
             check_instances(spec, instances)
             raise InvalidData(
                 "numeric values out of range",

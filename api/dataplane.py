@@ -8,6 +8,7 @@ decode tensors (api.v2); both hand the columns here and encode what comes back.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,6 @@ from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
 from registry import catalog
 from registry.data import prediction_ids
 from registry.db import Database
-from registry.models import utcnow
 
 
 class BatchTooLarge(ValueError):
@@ -67,6 +67,6 @@ class DataPlane:
         ids = prediction_ids(batch, columns.n)
         if self.log.enabled:
             self.log.append(
-                LogBatch(model.model_id, model.version, utcnow(), batch, columns, labels, proba)
+                LogBatch(model.model_id, model.version, time.time(), batch, columns, labels, proba)
             )
         return Served(model, ids, labels, proba)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -38,7 +38,7 @@ class LogBatch:
 
     model_id: int
     version: int
-    created_at: datetime
+    served_at: float  # time.time(): a datetime is built off the request path
     batch_id: str
     columns: Columns
     labels: np.ndarray
@@ -63,7 +63,7 @@ class LogBatch:
             id=self.batch_id,
             model_id=self.model_id,
             version=self.version,
-            created_at=self.created_at,
+            created_at=datetime.fromtimestamp(self.served_at, UTC),
             rows=self.columns.n,
             numeric=_float32_bytes(self.columns.numeric),
             categorical=categorical,

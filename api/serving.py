@@ -76,8 +76,8 @@ class LoadedModel:
 
     def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
         """The graph's inputs (one [n, 1] tensor per feature), as contiguous views."""
-        by_feature = np.ascontiguousarray(columns.numeric.T)
-        feeds = {name: by_feature[j].reshape(-1, 1) for j, name in enumerate(self.numeric)}
+        by_feature = np.ascontiguousarray(columns.numeric.T).reshape(len(self.numeric), -1, 1)
+        feeds = dict(zip(self.numeric, by_feature, strict=True))
         for name, values in columns.categorical.items():
             feeds[name] = values.reshape(-1, 1)
         return feeds

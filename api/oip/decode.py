@@ -225,7 +225,7 @@ def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
 def _finite(name: str, values: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused below
         out = values.astype(np.float32, copy=False)
-    if np.isinf(out).any():
+    if np.logical_or.reduce(np.isinf(out), axis=None):
         raise ProtocolError(f"input {name!r}: values must be finite (NaN means missing)")
     return out
 
