@@ -2,14 +2,15 @@
 
 `POST /v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer` do parse →
 validate → one ONNX run → serialize and nothing else: no database or broker I/O (the log is
-written by its own thread), no dependency injection, no per-value pydantic objects. Small
+written by its own thread), no dependency injection, no per-value pydantic objects.
+
 Parsing, validation and encoding run on the event loop: they hold the GIL wherever they run,
-and a hop to a thread only adds switches (measured: 1000-row requests gained ~30 % r/s when
-they stopped hopping). The ONNX call alone goes to the thread pool when the model's timing says
-it would take longer than LOOPSERVE_INLINE_ONNX_MS, since onnxruntime releases the GIL and the
-loop can serve other requests meanwhile. Both protocols call the same decode and encode
-functions as the FastAPI routes (api.codec, api.routes.v2), which stay as the documented form
-and the fallback when LOOPSERVE_FAST_PATH=false.
+and a hop to a thread only adds switches and GIL hand-offs. The ONNX call alone goes to the
+thread pool when the model's load-time timing says it would take longer than
+LOOPSERVE_INLINE_ONNX_MS, since onnxruntime releases the GIL and the loop can serve other
+requests meanwhile. Both protocols call the same decode and encode functions as the FastAPI
+routes (api.codec, api.routes.v2), which stay as the documented form and the fallback when
+LOOPSERVE_FAST_PATH=false.
 """
 
 from __future__ import annotations
