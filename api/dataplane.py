@@ -7,16 +7,13 @@ decode tensors (api.v2); both hand the columns here and encode what comes back.
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from api.predlog import LogBatch, PredictionLog
+from api.predlog import PredictionLog
 from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
 from registry import catalog
-from registry.data import prediction_ids
 from registry.db import Database
 
 
@@ -63,10 +60,5 @@ class DataPlane:
 
     def infer(self, model: LoadedModel, columns: Columns) -> Served:
         labels, proba = model.run(columns)
-        batch = os.urandom(12).hex()  # 96 random bits; a row's id adds its position
-        ids = prediction_ids(batch, columns.n)
-        if self.log.enabled:
-            self.log.append(
-                LogBatch(model.model_id, model.version, time.time(), batch, columns, labels, proba)
-            )
+        ids = self.log.add(model.model_id, model.version, columns, labels, proba)
         return Served(model, ids, labels, proba)

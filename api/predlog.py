@@ -1,16 +1,19 @@
-"""The prediction log, written off the request path in batches.
+"""The prediction log, written off the request path in chunks.
 
-A request appends one `LogBatch` (its columns and outputs as they were served) to a bounded
-in-memory buffer; one thread serialises batches (float matrices as raw bytes, strings as
-JSON) and writes them every `flush_seconds` or when enough rows wait, by binary COPY on
-PostgreSQL. A failed write keeps the batches for the next try. When the buffer is full (the
-database has been down for long), predict answers 503 rather than serving predictions that
-could never be labelled.
+Requests served by the same model version join one open `Chunk`; a chunk is one database row,
+and its random id followed by a row's position in it is that row's prediction id, so the log
+writes one row per model version per flush however many requests it holds, and a prediction is
+still found from its id alone. The log thread seals the open chunks every `flush_seconds` (or
+once `batch_size` rows wait), serialises each (float matrices as raw bytes, strings as JSON)
+and writes them by binary COPY on PostgreSQL. A failed write keeps the chunks for the next try.
+When `limit` rows wait (the database has been down for long), predict answers 503 rather than
+serving predictions that could never be labelled.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -33,42 +36,55 @@ class LogOverloaded(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LogBatch:
-    """What one request served, as the request left it; serialised by the log thread."""
+class Part:
+    """What one request served, as the request left it."""
 
-    model_id: int
-    version: int
-    served_at: float  # time.time(): a datetime is built off the request path
-    batch_id: str
     columns: Columns
     labels: np.ndarray
     proba: np.ndarray | None
 
-    @property
-    def rows(self) -> int:
-        return self.columns.n
+
+class Chunk:
+    """Consecutive requests of one model version, logged as one row; owned by PredictionLog,
+    which appends under its lock until it seals the chunk for writing."""
+
+    __slots__ = ("id", "model_id", "opened_at", "parts", "rows", "version")
+
+    def __init__(self, model_id: int, version: int) -> None:
+        self.id = os.urandom(12).hex()  # 96 random bits
+        self.model_id, self.version = model_id, version
+        self.opened_at = time.time()
+        self.rows = 0
+        self.parts: list[Part] = []
 
     def record(self) -> LoggedBatch:
-        """The batch in the log's storage form: the float matrices as bytes, the rest JSON."""
+        """The chunk in the log's storage form: one matrix per kind of value for all its rows."""
+        parts = self.parts
+        numeric = np.concatenate([p.columns.numeric for p in parts])
         categorical = None
-        if self.columns.categorical:
+        if parts[0].columns.categorical:
             categorical = orjson.dumps(
                 {
-                    name: [None if v == MISSING_CATEGORY else v for v in values.tolist()]
-                    for name, values in self.columns.categorical.items()
+                    name: [
+                        None if v == MISSING_CATEGORY else v
+                        for v in np.concatenate([p.columns.categorical[name] for p in parts])
+                    ]
+                    for name in parts[0].columns.categorical
                 }
             ).decode()
-        proba = self.proba
+        labels = np.concatenate([p.labels for p in parts]).tolist()
+        probas = [p.proba for p in parts if p.proba is not None]  # all or none: one model
+        proba = _float32_bytes(np.concatenate(probas)) if probas else None
         return LoggedBatch(
-            id=self.batch_id,
+            id=self.id,
             model_id=self.model_id,
             version=self.version,
-            created_at=datetime.fromtimestamp(self.served_at, UTC),
-            rows=self.columns.n,
-            numeric=_float32_bytes(self.columns.numeric),
+            created_at=datetime.fromtimestamp(self.opened_at, UTC),
+            rows=self.rows,
+            numeric=_float32_bytes(numeric),
             categorical=categorical,
-            labels=orjson.dumps(self.labels.tolist()).decode(),
-            probabilities=None if proba is None else _float32_bytes(proba),
+            labels=orjson.dumps(labels).decode(),
+            probabilities=proba,
         )
 
 
@@ -80,11 +96,12 @@ class PredictionLog:
     def __init__(self, db: Database, *, flush_seconds: float, batch_size: int, limit: int) -> None:
         self._db = db
         self._flush_seconds, self._batch_size, self._limit = flush_seconds, batch_size, limit
-        self._batches: deque[LogBatch] = deque()
-        self._pending = 0  # rows waiting
         self._cond = threading.Condition()
-        self._appended = 0  # rows ever appended
-        self._written = 0  # rows ever written (in append order)
+        self._open: dict[tuple[int, int], Chunk] = {}  # by (model id, version)
+        self._sealed: deque[Chunk] = deque()  # written in this order
+        self._pending = 0  # rows waiting, open or sealed
+        self._sealed_count = 0  # chunks ever sealed
+        self._written_count = 0  # chunks ever written
         self._stop = False
         self._urgent = False  # a flush() waits: write without waiting for a full batch
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -96,27 +113,44 @@ class PredictionLog:
     def pending(self) -> int:
         return self._pending
 
-    def append(self, batch: LogBatch) -> None:
-        if not self.enabled:
-            return
-        n = batch.rows
+    def add(
+        self,
+        model_id: int,
+        version: int,
+        columns: Columns,
+        labels: np.ndarray,
+        proba: np.ndarray | None,
+    ) -> list[str]:
+        """Queue what a request served; the prediction ids of its rows."""
+        n = columns.n
+        if not self.enabled:  # nothing will be looked up: ids need only be unique
+            return data.prediction_ids(os.urandom(12).hex(), n)
         with self._cond:
             if self._pending + n > self._limit:
                 raise LogOverloaded(f"{self._pending} predictions wait to be logged")
-            self._batches.append(batch)
+            key = (model_id, version)
+            chunk = self._open.get(key)
+            if chunk is None:
+                chunk = self._open[key] = Chunk(model_id, version)
+            first = chunk.rows
+            chunk.parts.append(Part(columns, labels, proba))
+            chunk.rows += n
             self._pending += n
-            self._appended += n
+            if chunk.rows >= self._batch_size:
+                self._seal(key)
             if self._pending >= self._batch_size:
                 self._cond.notify_all()
+        return data.prediction_ids(chunk.id, n, first)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every row appended before this call is written; False on timeout."""
+        """Wait until every row added before this call is written; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            target = self._appended
+            self._seal_all()
+            target = self._sealed_count
             self._urgent = True
             self._cond.notify_all()
-            while self._written < target:
+            while self._written_count < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -130,24 +164,33 @@ class PredictionLog:
             self._cond.notify_all()
         self._thread.join(timeout=timeout)
 
+    def _seal(self, key: tuple[int, int]) -> None:
+        self._sealed.append(self._open.pop(key))
+        self._sealed_count += 1
+
+    def _seal_all(self) -> None:
+        for key in list(self._open):
+            self._seal(key)
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 if self._pending < self._batch_size and not (self._urgent or self._stop):
                     self._cond.wait(self._flush_seconds)
-                if not self._batches:
+                self._seal_all()
+                if not self._sealed:
                     self._urgent = False
                     if self._stop:
                         return
                     continue
                 take, rows = [], 0
-                for batch in self._batches:
-                    if take and rows + batch.rows > self._batch_size:
+                for chunk in self._sealed:
+                    if take and rows + chunk.rows > self._batch_size:
                         break
-                    take.append(batch)
-                    rows += batch.rows
+                    take.append(chunk)
+                    rows += chunk.rows
             try:
-                records = [batch.record() for batch in take]
+                records = [chunk.record() for chunk in take]
                 with self._db.session() as s:
                     data.log_predictions(s, records)
             except Exception:
@@ -156,7 +199,7 @@ class PredictionLog:
                 continue
             with self._cond:
                 for _ in take:
-                    self._batches.popleft()
+                    self._sealed.popleft()
                 self._pending -= rows
-                self._written += rows
+                self._written_count += len(take)
                 self._cond.notify_all()

@@ -58,15 +58,16 @@ def add_rows(session: Session, model: Model, spec: ModelSpec, rows: list[Any]) -
     return len(clean)
 
 
-# Positions as they appear in ids, formatted once for the batch sizes requests commonly have.
-_POSITIONS = tuple(f"{position:08x}" for position in range(10_000))
+# Positions as they appear in ids, formatted once for the sizes logged batches commonly have.
+_POSITIONS = tuple(f"{position:08x}" for position in range(20_000))
 
 
-def prediction_ids(batch_id: str, rows: int) -> list[str]:
-    """The ids of a logged batch's rows: the batch id and each row's position."""
-    if rows <= len(_POSITIONS):
-        return list(map(batch_id.__add__, _POSITIONS[:rows]))
-    return [f"{batch_id}{position:08x}" for position in range(rows)]
+def prediction_ids(batch_id: str, rows: int, first: int = 0) -> list[str]:
+    """The ids of `rows` rows of a logged batch from position `first`: the batch id and each
+    row's position."""
+    if first + rows <= len(_POSITIONS):
+        return list(map(batch_id.__add__, _POSITIONS[first : first + rows]))
+    return [f"{batch_id}{position:08x}" for position in range(first, first + rows)]
 
 
 def _locate(prediction_id: str) -> tuple[str, int] | None:
