@@ -128,10 +128,10 @@ class PredictionBatch(Base):
 
     A prediction id is the batch id (24 random hex digits) followed by the row's position (8
     hex digits), so a replica writes one row per model version per flush, however many requests
-    it served, and a prediction is found from its id alone. Numeric features are kept as the graph saw them: one float32
-    matrix [rows, numeric features in spec order], NaN for missing; probabilities likewise
-    [rows, classes of the version]. Batches logged before revision 0002 have `features` and
-    `output` as JSON instead.
+    it served, and a prediction is found from its id alone. Numeric features are kept as the
+    graph saw them: one float32 matrix [rows, numeric features in spec order], NaN for
+    missing; probabilities likewise [rows, classes of the version]. Batches logged before
+    revision 0002 have `features` and `output` as JSON instead.
     """
 
     __tablename__ = "prediction_batches"

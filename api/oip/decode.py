@@ -12,6 +12,7 @@ feedback.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,7 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
         raise ProtocolError(f"inputs[{i}] needs a name and a datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ProtocolError(f"input {name!r}: shape must be a list of sizes")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     size = (spec.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(body):

@@ -47,29 +47,23 @@ def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]
     wanted = (
         request.outputs if request.outputs is not None else dict.fromkeys(known, request.binary_all)
     )
-    unknown = sorted(set(wanted) - set(known))
-    if unknown:
+    if not wanted.keys() <= known.keys():
+        unknown = sorted(set(wanted) - set(known))
         raise ProtocolError(f"unknown outputs {unknown}; this model has {sorted(known)}")
-    values = {
-        "label": lambda: (
-            served.labels if served.labels.dtype == object else served.labels.astype(str)
-        ),
-        "probabilities": lambda: np.asarray(served.proba, dtype=np.float32),
-        "variable": lambda: served.labels.astype(np.float32).reshape(-1, 1),
-        "prediction_id": lambda: np.asarray(served.ids, dtype=object),
-    }
     outputs, blobs = [], []
     for name, binary in wanted.items():
         datatype = known[name][0]
-        array = values[name]()
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        values = _values(name, served)
+        shape = [len(values)] if isinstance(values, list) else list(values.shape)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if binary:
-            blob = _to_bytes(datatype, array)
+            blob = _to_bytes(datatype, values)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
-        else:
-            flat = array.reshape(-1)  # orjson writes float arrays itself, without a list
-            entry["data"] = flat.tolist() if datatype == "BYTES" else flat
+        elif isinstance(values, list):
+            entry["data"] = values
+        else:  # orjson writes numeric arrays itself, without a list of Python floats
+            entry["data"] = values.reshape(-1).tolist() if datatype == "BYTES" else values.ravel()
         outputs.append(entry)
     body: dict[str, Any] = {
         "model_name": model.name,
@@ -87,10 +81,21 @@ def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]
     }
 
 
-def _to_bytes(datatype: str, array: np.ndarray) -> bytes:
+def _values(name: str, served: Served) -> np.ndarray | list[str]:
+    if name == "label":
+        labels = served.labels
+        return labels if labels.dtype == object else labels.astype(str)
+    if name == "probabilities":
+        return np.asarray(served.proba, dtype=np.float32)
+    if name == "variable":
+        return served.labels.astype(np.float32).reshape(-1, 1)
+    return served.ids  # prediction_id
+
+
+def _to_bytes(datatype: str, array: np.ndarray | list[str]) -> bytes:
     if datatype == "BYTES":
         parts = []
-        for item in array.reshape(-1):
+        for item in array if isinstance(array, list) else array.reshape(-1):
             raw = item if isinstance(item, bytes) else str(item).encode()
             parts.append(struct.pack("<I", len(raw)) + raw)
         return b"".join(parts)
