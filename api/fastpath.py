@@ -1,4 +1,5 @@
-"""The hot routes served straight from ASGI, in front of FastAPI.
+"""The hot routes served straight from ASGI, in front of FastAPI's middleware stack (see
+api.app.LoopserveAPI; only the metrics come first).
 
 `POST /v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer` do parse →
 validate → one ONNX run → serialize and nothing else: no database or broker I/O (the log is
@@ -15,6 +16,7 @@ LOOPSERVE_FAST_PATH=false.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from typing import Any, NamedTuple
@@ -32,6 +34,7 @@ from api.oip.encode import encode
 from api.routes.v2 import decode_infer, parse_version
 from api.serving import Columns, LoadedModel
 
+log = logging.getLogger(__name__)
 V1 = re.compile(r"^/v1/models/([^/]+)/predict$")
 V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 JSON = [(b"content-type", b"application/json")]
@@ -82,6 +85,9 @@ class FastPath:
         except HANDLED as exc:
             status, detail = describe(exc) or (500, "internal error")
             await _respond(send, status, orjson.dumps({"detail": detail}), JSON)
+        except Exception:  # in front of FastAPI's error middleware: answer as it would
+            log.exception("predict failed")
+            await _respond(send, 500, orjson.dumps({"detail": "internal error"}), JSON)
 
     async def _v2(
         self, name: str, version: str | None, scope: Scope, receive: Receive, send: Send
@@ -100,6 +106,9 @@ class FastPath:
         except HANDLED as exc:
             status, detail = describe(exc) or (500, "internal error")
             await _respond(send, status, orjson.dumps({"error": v2_message(detail)}), JSON)
+        except Exception:
+            log.exception("infer failed")
+            await _respond(send, 500, orjson.dumps({"error": "internal error"}), JSON)
 
     def _authorize(self, scope: Scope) -> None:
         keys = self.state.settings.keys

@@ -399,6 +399,132 @@ def _inprocess_section(r: Results) -> list[str]:
     ]
 
 
+STAGES = (
+    "parse JSON",
+    "validate into columns",
+    "ONNX run (with feeds)",
+    "prediction ids",
+    "encode",
+)
+LOG_STAGE = "log: serialise (log thread)"
+
+
+def _stage_cells(r: Results) -> dict[tuple[str, int], dict[tuple[str, str], float]]:
+    """{(model, rows): {(protocol, stage): µs}}; v2 shares v1's ONNX run, ids and log."""
+    out: dict[tuple[str, int], dict[tuple[str, str], float]] = {}
+    for s in r.get("stages", []):
+        out.setdefault((s["model"], s["rows"]), {})[s["protocol"], s["stage"]] = s["us"]
+    for cells in out.values():
+        for shared in ("ONNX run (with feeds)", "prediction ids", LOG_STAGE):
+            if ("v1", shared) in cells:
+                cells["v2", shared] = cells["v1", shared]
+    return out
+
+
+def _path_us(cells: dict[tuple[str, str], float], protocol: str) -> float:
+    """The request path's in-process µs: every stage but the log thread's."""
+    return sum(cells.get((protocol, stage), 0.0) for stage in STAGES)
+
+
+def _stages_section(r: Results) -> list[str]:
+    found = _stage_cells(r)
+    if not found:
+        return []
+    lines = [
+        "## Where a request's CPU goes (in-process)",
+        "",
+        "Each stage of loopserve's serving path called in a loop on the bench bodies, with "
+        "loopserve's own functions (`python -m bench.stages`; median µs per call), beside the "
+        "floor app's whole request (`bench.floor_app.infer`: parse, shape, run, encode). No "
+        "HTTP: this is the Python work one core does per request, before uvicorn and the "
+        "middleware. The log thread's serialisation runs off the request path.",
+        "",
+    ]
+    for (model, rows), cells in found.items():
+        table = [
+            [stage, f"{cells.get(('v1', stage), 0):,.1f}", f"{cells.get(('v2', stage), 0):,.1f}"]
+            for stage in STAGES
+        ]
+        table.append(
+            [
+                "**request path**",
+                f"**{_path_us(cells, 'v1'):,.1f}**",
+                f"**{_path_us(cells, 'v2'):,.1f}**",
+            ]
+        )
+        table.append(
+            [
+                LOG_STAGE,
+                f"{cells.get(('v1', LOG_STAGE), 0):,.1f}",
+                f"{cells.get(('v2', LOG_STAGE), 0):,.1f}",
+            ]
+        )
+        floor = cells.get(("floor", "whole request"))
+        table.append(["floor app, whole request (V2 body)", "", f"{floor:,.1f}" if floor else "—"])
+        lines += [
+            f"### {model}, {rows} row(s)",
+            "",
+            *_table(["stage", "v1 µs", "V2 µs"], table),
+            "",
+        ]
+    return lines
+
+
+def _limits_section(r: Results) -> list[str]:
+    """For each missed target, what limits it, from this run's stage timings and log rows."""
+    found = _stage_cells(r)
+    misses = [t for t in r.get("targets", []) if t["pass"] is False and t.get("profile")]
+    if not misses:
+        return []
+    lines = ["## What limits the missed targets", ""]
+    for t in misses:
+        spec = t["profile"]
+        if spec.get("kind") != "predict":
+            lines.append(f"- {t['text']}: see its profile below.")
+            continue
+        model, proto, rows = spec["model"], spec["protocol"], spec["rows"]
+        cells = found.get((model, rows), {})
+        path = _path_us(cells, proto)
+        floor = cells.get(("floor", "whole request"))
+        parse = cells.get((proto, "parse JSON"), 0) + cells.get((proto, "validate into columns"), 0)
+        on = _rps(cell(r, "loopserve_log_on", proto, model, rows, 16))
+        off = _rps(cell(r, "loopserve_log_off", proto, model, rows, 16))
+        floor_rps = _rps(cell(r, "floor", "v2", model, rows, 16))
+        mb = rows * 34 * 4 / 1e6  # 30 float32 features and 2 probabilities per row
+        if "cost of the prediction log" in t["text"]:
+            why = (
+                f"the log thread serialises a request in {cells.get((proto, LOG_STAGE), 0):,.0f} "
+                f"µs; the rest is psycopg's COPY of {mb * 1000:,.0f} KB of float32 bytes per "
+                "request and PostgreSQL storing them (TOAST) on the same 2 cores as the server "
+                "and wrk (profile: `copy_to`, `Connection.wait`)."
+            )
+        elif proto == "v1" and rows > 1:
+            why = (
+                f"the v1 body is one JSON object per row: parsing it and turning the rows into "
+                f"columns take {parse:,.0f} µs in-process, while the floor's whole request on "
+                f"the V2 tensor body takes {floor:,.0f} µs. The payload format, not the serving "
+                "path, is the limit; the V2 rows compare like with like."
+                if floor
+                else "the v1 payload's parse and validation (stages table)."
+            )
+        else:
+            gap = [
+                f"in-process the {proto.upper()} request path costs {path:,.0f} µs against "
+                f"the floor's {floor:,.0f} µs"
+                if floor
+                else "",
+            ]
+            if on and off and floor_rps:
+                gap.append(
+                    f"over HTTP it reaches {on:,.0f} r/s with the log and {off:,.0f} without "
+                    f"against the floor's {floor_rps:,.0f}, so the rest is the prediction log "
+                    "and the HTTP and middleware layers in front of the fast path (profile)"
+                )
+            why = "; ".join(g for g in gap if g) + "."
+        lines.append(f"- {t['text']}: {why}")
+    return [*lines, ""]
+
+
 def _swap_section(r: Results) -> list[str]:
     s = r.get("swap")
     if not s:
@@ -575,10 +701,12 @@ def render(r: Results) -> str:
         "(and PostgreSQL, for loopserve).",
         "",
         *_targets_section(r),
+        *_limits_section(r),
         *_matrix_section(r),
         *_logging_section(r),
         *_rss_section(r),
         *_inprocess_section(r),
+        *_stages_section(r),
         *_swap_section(r),
         *_feedback_section(r),
         *_profiles_section(r),

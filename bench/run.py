@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from bench import prepare, report
+from bench import prepare, report, stages
 from bench.config import (
     BATCH_ROWS,
     BUSY_CORES,
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
 
         log("in-process floor")
         results["inprocess"] = [asdict(x) for x in measure(models, ROW_COUNTS)]
+        log("request stages in-process")
+        results["stages"] = [asdict(x) for x in stages.measure(models, ROW_COUNTS)]
 
         results["cells"], results["rss"] = run_matrix(models, payloads, timing)
 

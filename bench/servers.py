@@ -224,12 +224,18 @@ def start_mlserver(models: list[BenchModel], *, parallel_workers: int | None, la
     return _ready(server, [f"/v2/models/{m.name}/ready" for m in models])
 
 
-def start_floor(models: list[BenchModel]) -> Server:
-    """The bare ASGI floor app under uvicorn (httptools + uvloop) in loopserve's venv."""
+def floor_models(models: list[BenchModel]) -> Path:
+    """The folder of ONNX files the floor app serves (BENCH_FLOOR_MODELS)."""
     folder = WORK / "floor-models"
     folder.mkdir(parents=True, exist_ok=True)
     for m in models:
         (folder / f"{m.name}.onnx").write_bytes(m.onnx)
+    return folder
+
+
+def start_floor(models: list[BenchModel]) -> Server:
+    """The bare ASGI floor app under uvicorn (httptools + uvloop) in loopserve's venv."""
+    folder = floor_models(models)
     port = free_port()
     cmd = [str(LOOPSERVE_VENV / "bin" / "python"), "-m", "uvicorn", "bench.floor_app:app"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http"]

@@ -166,7 +166,7 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
     if not request.inputs:
         raise ProtocolError("the request has no inputs")
     by_name = {t.name: t for t in request.inputs}
-    if len(request.inputs) == 1 and request.inputs[0].name not in spec.feature_names:
+    if len(request.inputs) == 1 and request.inputs[0].name not in model.names:
         return _matrix(model, request.inputs[0])
     unknown = sorted(set(by_name) - set(spec.feature_names))
     missing = [f for f in spec.feature_names if f not in by_name]
@@ -207,8 +207,8 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
 
 def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
     spec = model.spec
-    width = len(spec.features)
-    if spec.categorical_features:
+    width = len(model.names)
+    if model.categorical:
         raise ProtocolError(
             f"input {tensor.name!r} is not a feature; this model has "
             "categorical features, so send one tensor per feature"
