@@ -71,7 +71,7 @@ class Chunk:
                     ]
                     for name in parts[0].columns.categorical
                 }
-            ).decode()
+            )
         labels = np.concatenate([p.labels for p in parts]).tolist()
         probas = [p.proba for p in parts if p.proba is not None]  # all or none: one model
         proba = _float32_bytes(np.concatenate(probas)) if probas else None
@@ -83,13 +83,14 @@ class Chunk:
             rows=self.rows,
             numeric=_float32_bytes(numeric),
             categorical=categorical,
-            labels=orjson.dumps(labels).decode(),
+            labels=orjson.dumps(labels),
             probabilities=proba,
         )
 
 
-def _float32_bytes(matrix: np.ndarray) -> bytes:
-    return np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+def _float32_bytes(matrix: np.ndarray) -> memoryview:
+    """The matrix's little-endian float32 bytes, without a copy when it already is one."""
+    return np.ascontiguousarray(matrix, dtype="<f4").data.cast("B")
 
 
 class PredictionLog:

@@ -237,7 +237,7 @@ class LoggedBatch:
     `numeric` is the float32 matrix [rows, numeric features] as little-endian bytes,
     `probabilities` likewise [rows, classes] (None for a regressor); `categorical`
     ({feature: [value or None per row]}, None without categorical features) and `labels` come
-    as JSON text.
+    as UTF-8 JSON, which PostgreSQL's binary COPY takes as it is.
     """
 
     id: str  # 24 hex digits; its rows' prediction ids are prediction_ids(id, rows)
@@ -245,15 +245,16 @@ class LoggedBatch:
     version: int
     created_at: datetime
     rows: int
-    numeric: bytes
-    categorical: str | None
-    labels: str
-    probabilities: bytes | None
+    numeric: bytes | memoryview
+    categorical: bytes | None
+    labels: bytes
+    probabilities: bytes | memoryview | None
 
 
 _COLUMNS = "id, model_id, version, rows, numeric, categorical, labels, probabilities, created_at"
-# COPY's binary format, by column: bytes and JSON text go through without escaping or parsing.
-_COPY_TYPES = ["text", "int8", "int4", "int4", "bytea", "text", "text", "bytea", "timestamptz"]
+# COPY's binary format, by column: the bytes of the float matrices and of the UTF-8 JSON (the
+# binary form of json is its text) go through without escaping, parsing or re-encoding.
+_COPY_TYPES = ["text", "int8", "int4", "int4", "bytea", "bytea", "bytea", "bytea", "timestamptz"]
 
 
 def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
@@ -285,8 +286,13 @@ def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
         return
     connection.exec_driver_sql(
         f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:-1], _sqlite_time(row[-1])) for row in rows],
+        [(*row[:5], _text(row[5]), _text(row[6]), row[7], _sqlite_time(row[8])) for row in rows],
     )
+
+
+def _text(json: bytes | None) -> str | None:
+    """SQLite keeps JSON as TEXT, where SQLAlchemy's JSON type reads it."""
+    return None if json is None else json.decode()
 
 
 def _sqlite_time(at: datetime) -> str:
