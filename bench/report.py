@@ -273,11 +273,14 @@ def _matrix_section(r: Results) -> list[str]:
     out = [
         "## Throughput and latency",
         "",
-        f"wrk, {r['timing']['duration']:g} s per cell after a {r['timing']['warmup']:g} s "
-        "warm-up, one wrk thread, `--timeout 10s`. r/s counts 2xx responses only; rows/s = "
-        "r/s * rows per request. p50/p99 from wrk `--latency`. A cell during which other "
-        f"processes (not the server, wrk, the harness or PostgreSQL) used more than "
-        f"{BUSY_CORES:g} cores on average is measured once more; the note says when the "
+        "All servers run throughout; each cell is measured on every server back to back, in "
+        "an order that rotates from cell to cell, so the ratios compare measurements taken "
+        f"seconds apart. wrk, {r['timing']['duration']:g} s per cell after a "
+        f"{r['timing']['warmup']:g} s warm-up, one wrk thread, `--timeout 10s`. r/s counts 2xx "
+        "responses only; rows/s = r/s * rows per request. p50/p99 from wrk `--latency`. A "
+        "cell during which other processes (not the server, wrk, the harness or PostgreSQL) "
+        f"used more than {BUSY_CORES:g} cores on average is measured once more; the note says "
+        "when the "
         "second measurement was still disturbed.",
         "",
     ]

@@ -228,41 +228,69 @@ def _measured(
 def run_matrix(
     models: list[BenchModel], payloads: dict[tuple[str, str, int], Payload], timing: Timing
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every cell on every server, the servers' measurements of one cell back to back.
+
+    All servers run from the start (idle ones use no CPU), and each cell is measured on each
+    server in turn, the order rotating from cell to cell: this machine's speed drifts by tens
+    of percent over minutes, and ratios between measurements taken seconds apart cancel the
+    drift that ratios between phases minutes apart would carry.
+    """
     cells: list[dict[str, Any]] = []
     rss: dict[str, dict[str, Any]] = {}
-    for key, protocols in PROTOCOLS.items():
-        log(f"starting {key}")
-        server = start(key, models)
-        idle, _ = server.rss_mib()
-        try:
-            for m in models:
-                for rows in ROW_COUNTS:
-                    for conc in CONCURRENCY:
-                        for proto in protocols:
-                            body = "v1" if proto == "v1" else "v2"
-                            payload = payloads[m.name, body, rows]
-                            c = measure_cell(
-                                server, key, proto, m.name, rows, conc, payload, timing
-                            )
-                            cells.append(c)
-                            if c["status"] == "ok":
-                                log(
-                                    f"{key} {proto} {m.name} rows={rows} c={conc}: "
-                                    f"{c['rps']:.0f} r/s p50 {c['p50_ms']:.2f} ms "
-                                    f"p99 {c['p99_ms']:.2f} ms non-2xx {c['non_2xx']} "
-                                    f"sock {c['socket_errors']}"
+    running: dict[str, Server] = {}
+    idle: dict[str, float] = {}
+    try:
+        for key in PROTOCOLS:
+            log(f"starting {key}")
+            running[key] = start(key, models)
+            idle[key], _ = running[key].rss_mib()
+        turn = 0
+        for m in models:
+            for rows in ROW_COUNTS:
+                for conc in CONCURRENCY:
+                    for proto in ("v1", "v2"):
+                        keys = [k for k in PROTOCOLS if proto in PROTOCOLS[k]]
+                        turn += 1
+                        keys = keys[turn % len(keys) :] + keys[: turn % len(keys)]
+                        for key in keys:
+                            cells.append(
+                                _matrix_cell(
+                                    running[key], key, proto, m.name, rows, conc, payloads, timing
                                 )
-                            else:
-                                log(f"{key} {proto} {m.name} rows={rows} c={conc}: n/a")
-                            if key == "loopserve_log_on":
-                                waited = wait_log_drained(server)
-                                if waited > 1:
-                                    log(f"  prediction log drained in {waited:.1f}s")
-        finally:
+                            )
+    finally:
+        for key, server in running.items():
             after, procs = server.rss_mib()
-            rss[key] = {"idle_mib": idle, "after_mib": after, "processes": procs}
+            rss[key] = {"idle_mib": idle[key], "after_mib": after, "processes": procs}
             stop(server)
     return cells, rss
+
+
+def _matrix_cell(
+    server: Server,
+    key: str,
+    proto: str,
+    model: str,
+    rows: int,
+    conc: int,
+    payloads: dict[tuple[str, str, int], Payload],
+    timing: Timing,
+) -> dict[str, Any]:
+    payload = payloads[model, "v1" if proto == "v1" else "v2", rows]
+    c = measure_cell(server, key, proto, model, rows, conc, payload, timing)
+    if c["status"] == "ok":
+        log(
+            f"{key} {proto} {model} rows={rows} c={conc}: {c['rps']:.0f} r/s "
+            f"p50 {c['p50_ms']:.2f} ms p99 {c['p99_ms']:.2f} ms non-2xx {c['non_2xx']} "
+            f"sock {c['socket_errors']}"
+        )
+    else:
+        log(f"{key} {proto} {model} rows={rows} c={conc}: n/a")
+    if key == "loopserve_log_on":
+        waited = wait_log_drained(server)
+        if waited > 1:
+            log(f"  prediction log drained in {waited:.1f}s")
+    return c
 
 
 def profile_misses(
