@@ -493,20 +493,22 @@ def _limits_section(r: Results) -> list[str]:
         on = _rps(cell(r, "loopserve_log_on", proto, model, rows, 16))
         off = _rps(cell(r, "loopserve_log_off", proto, model, rows, 16))
         floor_rps = _rps(cell(r, "floor", "v2", model, rows, 16))
-        mb = rows * 34 * 4 / 1e6  # 30 float32 features and 2 probabilities per row
+        logged = rows * 34 * 4  # bytes: 30 float32 features and 2 probabilities per row
         if "cost of the prediction log" in t["text"]:
             why = (
                 f"the log thread serialises a request in {cells.get((proto, LOG_STAGE), 0):,.0f} "
-                f"µs; the rest is psycopg's COPY of {mb * 1000:,.0f} KB of float32 bytes per "
-                "request and PostgreSQL storing them (TOAST) on the same 2 cores as the server "
-                "and wrk (profile: `copy_to`, `Connection.wait`)."
+                f"µs; the rest is psycopg's COPY of {logged:,} bytes of float32 per request and "
+                "PostgreSQL storing them (TOAST, WAL) on the same 2 cores as the server and wrk "
+                "(profile: `copy_to`, `Connection.wait`). Back-to-back cells still differ by "
+                "tens of percent on this machine: compare the other protocol's row for the same "
+                "model and size in the log table."
             )
         elif proto == "v1" and rows > 1:
             why = (
-                f"the v1 body is one JSON object per row: parsing it and turning the rows into "
-                f"columns take {parse:,.0f} µs in-process, while the floor's whole request on "
-                f"the V2 tensor body takes {floor:,.0f} µs. The payload format, not the serving "
-                "path, is the limit; the V2 rows compare like with like."
+                f"the v1 body is one JSON object per row: the v1 request path costs {path:,.0f} "
+                f"µs in-process, {parse:,.0f} µs of it parsing the objects and turning them into "
+                f"columns, while the floor's whole request on the V2 tensor body costs "
+                f"{floor:,.0f} µs. The V2 rows compare like with like."
                 if floor
                 else "the v1 payload's parse and validation (stages table)."
             )
