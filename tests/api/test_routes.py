@@ -238,3 +238,28 @@ def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  #
     in_thread = r.json()["predictions"]
     assert [p["probabilities"] for p in in_thread] == [p["probabilities"] for p in on_loop]
     assert len({p["id"] for p in on_loop + in_thread}) == 80
+
+
+def test_an_unexpected_error_in_the_fast_path_is_a_json_500(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The fast path sits in front of FastAPI's error middleware, so it answers a bug itself:
+    a 500 in each protocol's error shape, and the next request is served as usual."""
+    client, _ = served
+    plane = client.app.state.dataplane
+    instances = features_only(churn_rows(1, seed=9))
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(plane, "infer", broken)  # no real input reaches this state
+    r = client.post("/v1/models/churn/predict", json={"instances": instances})
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+    body = {
+        "inputs": [
+            {"name": k, "datatype": "BYTES" if k == "color" else "FP64", "shape": [1], "data": [v]}
+            for k, v in instances[0].items()
+        ]
+    }
+    r = client.post("/v2/models/churn/infer", json=body)
+    assert r.status_code == 500 and r.json() == {"error": "internal error"}
+    monkeypatch.undo()
+    assert _predict(client, instances)["predictions"]
