@@ -6,7 +6,7 @@ Feedback is all or nothing: a batch is validated as a whole and stored in one tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.errors import InvalidData
-from registry.models import LabelledRow, Model, PredictionBatch
+from registry.models import LabelledRow, Model, Prediction, PredictionBatch
 from registry.validation import Problem, feature_problems, label_problem
 from tuning.spec import ModelSpec
 
@@ -80,9 +80,23 @@ def _locate(prediction_id: str) -> tuple[str, int] | None:
         return None
 
 
-def _batches(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, Any]:
-    """The logged batches holding these prediction ids, each read once."""
-    wanted = {where[0] for pid in ids if (where := _locate(pid)) is not None}
+def _where(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """(batch id, position) of each prediction id that may be logged: read from the id itself,
+    or, for ids issued before revision 0003, from their `predictions` row."""
+    ids = set(ids)
+    found = {pid: where for pid in ids if (where := _locate(pid)) is not None}
+    issued_before = session.execute(
+        select(Prediction.id, Prediction.batch_id, Prediction.position).where(
+            Prediction.model_id == model_id, Prediction.id.in_(ids)
+        )
+    )
+    found.update((pid, (batch, position)) for pid, batch, position in issued_before)
+    return found
+
+
+def _batches(session: Session, model_id: int, batch_ids: Iterable[str]) -> dict[str, Any]:
+    """These logged batches of the model, each read once."""
+    wanted = set(batch_ids)
     if not wanted:
         return {}
     rows = session.execute(
@@ -97,15 +111,19 @@ def _batches(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, A
     return {batch: rest for batch, *rest in rows}
 
 
+def _logged(session: Session, model_id: int, ids: Iterable[str]) -> Iterator[tuple[str, Any, int]]:
+    """(id, its batch's row, its position) for each id that a logged prediction has."""
+    located = _where(session, model_id, ids)
+    batches = _batches(session, model_id, (batch for batch, _ in located.values()))
+    for pid, (batch, at) in located.items():
+        if batch in batches and at < batches[batch][0]:
+            yield pid, batches[batch], at
+
+
 def missing_predictions(session: Session, model_id: int, ids: Iterable[str]) -> set[str]:
     """The ids that no logged prediction of this model has."""
     wanted = set(ids)
-    rows = {batch: n for batch, (n, *_) in _batches(session, model_id, wanted).items()}
-    return {
-        pid
-        for pid in wanted
-        if (where := _locate(pid)) is None or where[1] >= rows.get(where[0], 0)
-    }
+    return wanted - {pid for pid, _, _ in _logged(session, model_id, wanted)}
 
 
 def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[Any]) -> int:
@@ -191,19 +209,10 @@ def _features_of(
     session: Session, model_id: int, spec: ModelSpec, ids: Iterable[str]
 ) -> dict[str, dict]:
     """The logged features of each known prediction id, read from its batch."""
-    ids = list(ids)
-    batches = _batches(session, model_id, ids)
     numeric_names = spec.numeric_features
     found = {}
-    for pid in ids:
-        where = _locate(pid)
-        if where is None or where[0] not in batches:
-            continue
-        rows, numeric, categorical, legacy = batches[where[0]]
-        at = where[1]
-        if at >= rows:
-            continue
-        if numeric is None:  # logged before revision 0002: JSON by feature
+    for pid, (rows, numeric, categorical, legacy), at in _logged(session, model_id, ids):
+        if numeric is None:  # logged before revision 0003: JSON by feature
             found[pid] = {name: values[at] for name, values in legacy.items()}
             continue
         matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))

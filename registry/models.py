@@ -131,12 +131,13 @@ class PredictionBatch(Base):
     it served, and a prediction is found from its id alone. Numeric features are kept as the
     graph saw them: one float32 matrix [rows, numeric features in spec order], NaN for
     missing; probabilities likewise [rows, classes of the version]. Batches logged before
-    revision 0002 have `features` and `output` as JSON instead.
+    revision 0003 have `features` and `output` as JSON instead, and their ids are rows of
+    `predictions`.
     """
 
     __tablename__ = "prediction_batches"
 
-    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 24 since revision 0003
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
@@ -144,8 +145,24 @@ class PredictionBatch(Base):
     categorical: Mapped[dict[str, list[str | None]] | None] = mapped_column(JSON)
     labels: Mapped[list[Any] | None] = mapped_column(JSON)
     probabilities: Mapped[bytes | None] = mapped_column(LargeBinary)
-    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0002
-    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0002
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0003
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0003
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Prediction(Base):
+    """Where the ids issued before revision 0003 point: their batch and position in it. Read
+    only; later ids carry both themselves."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[str] = mapped_column(
+        ForeignKey("prediction_batches.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import event, pool
 
 from registry.db import make_engine
 from registry.models import Base
@@ -25,6 +25,13 @@ def run_online() -> None:
         from sqlalchemy import create_engine
 
         engine = create_engine(url, poolclass=pool.NullPool)
+    else:
+        # Batch migrations rebuild a SQLite table by copying it and dropping the original;
+        # with foreign keys enforced that drop would cascade into the rows referencing it.
+        @event.listens_for(engine, "connect")
+        def _no_cascades(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            dbapi_conn.execute("PRAGMA foreign_keys=OFF")
+
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=Base.metadata, render_as_batch=True

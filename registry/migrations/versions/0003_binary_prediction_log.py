@@ -2,11 +2,13 @@
 
 The log kept each request's features as a JSON document, which cost the writer more CPU than
 the request itself for large batches. From this revision a batch keeps its numeric features as
-one float32 matrix and its probabilities likewise; batches logged before keep their JSON
-columns, which readers still understand.
+one float32 matrix and its probabilities likewise, and a prediction id is its batch id and its
+position in the batch, so no index row is written per prediction. Batches logged before keep
+their JSON columns and the ids they issued keep their `predictions` rows, which readers still
+understand.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-28 21:45:00
 """
 
@@ -15,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -38,7 +40,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Batches logged in the binary form have no JSON features to fall back on.
+    # Batches logged in the binary form have neither JSON features nor index rows.
     op.execute("DELETE FROM prediction_batches WHERE features IS NULL")
     with op.batch_alter_table("prediction_batches", schema=None) as batch_op:
         batch_op.alter_column("output", existing_type=sa.JSON(), nullable=False)
