@@ -220,6 +220,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _section(title: str, intro: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A RESULTS.md section: its heading, a paragraph, one table."""
+    return [f"## {title}", "", intro, "", *_table(header, rows), ""]
+
+
 def _targets_section(r: Results) -> list[str]:
     rows = []
     for t in r.get("targets", []):
@@ -246,18 +251,16 @@ def _targets_section(r: Results) -> list[str]:
     missed = sum(1 for t in r.get("targets", []) if t["pass"] is False)
     passed = sum(1 for t in r.get("targets", []) if t["pass"] is True)
     na = sum(1 for t in r.get("targets", []) if t["pass"] is None)
-    return [
-        "## Targets",
-        "",
+    return _section(
+        "Targets",
         f"{passed} PASS, {missed} MISS, {na} n/a. Loopserve figures are with input validation "
         'and the prediction log on (except the log-cost rows). "MLServer best single-process" '
         'is MLServer with parallel_workers 0 at its better concurrency (1 or 16); "MLServer '
         'best" / "lowest p99" take the better of its two configurations. v1 rows compare '
         "loopserve's v1 payload (one object per row) against the others' V2 tensor payload.",
-        "",
-        *_table(["target", "measured / reference", "ratio", "goal", "verdict"], rows),
-        "",
-    ]
+        ["target", "measured / reference", "ratio", "goal", "verdict"],
+        rows,
+    )
 
 
 def _cell_note(c: Cell) -> str:
@@ -352,15 +355,13 @@ def _logging_section(r: Results) -> list[str]:
                         ]
                     )
     header = ["model", "protocol", "rows", "conc", "r/s log on", "r/s log off", "cost"]
-    return [
-        "## Prediction log on vs off (loopserve)",
-        "",
+    return _section(
+        "Prediction log on vs off (loopserve)",
         "Between cells with the log on, the harness waits until the log backlog is written, so "
         "one cell's inserts do not land in the next one.",
-        "",
-        *_table([*header, "p99 on", "p99 off"], rows),
-        "",
-    ]
+        [*header, "p99 on", "p99 off"],
+        rows,
+    )
 
 
 def _rss_section(r: Results) -> list[str]:
@@ -368,15 +369,13 @@ def _rss_section(r: Results) -> list[str]:
         [SERVER_LABELS[k], _num(v["idle_mib"]), _num(v["after_mib"]), str(v["processes"])]
         for k, v in r.get("rss", {}).items()
     ]
-    return [
-        "## Memory",
-        "",
+    return _section(
+        "Memory",
         "VmRSS from /proc, summed over the server process and its descendants (MLServer's "
         "inference workers), after start and after all its cells.",
-        "",
-        *_table(["server", "RSS idle MiB", "RSS after load MiB", "processes"], rows),
-        "",
-    ]
+        ["server", "RSS idle MiB", "RSS after load MiB", "processes"],
+        rows,
+    )
 
 
 def _inprocess_section(r: Results) -> list[str]:
@@ -390,16 +389,14 @@ def _inprocess_section(r: Results) -> list[str]:
         ]
         for x in r.get("inprocess", [])
     ]
-    return [
-        "## In-process floor (no HTTP)",
-        "",
+    return _section(
+        "In-process floor (no HTTP)",
         "onnxruntime `session.run` in a tight loop, one intra-op thread: on the graph loopserve "
         "and the floor serve (one [N, 1] input per feature, from `tuning.export.to_onnx`), and "
         "for comparison on the same fitted pipeline exported with one [N, 30] input.",
-        "",
-        *_table(["model", "graph", "rows", "calls/s", "µs per call"], rows),
-        "",
-    ]
+        ["model", "graph", "rows", "calls/s", "µs per call"],
+        rows,
+    )
 
 
 STAGES = (

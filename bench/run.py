@@ -22,7 +22,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -417,6 +417,19 @@ def environment() -> dict[str, Any]:
     }
 
 
+T = TypeVar("T")
+
+
+def _scenario(results: dict[str, Any], key: str, run: Callable[[], T]) -> T | None:
+    """Run one scenario; its failure is recorded as `{key}_error` instead of ending the run."""
+    try:
+        return run()
+    except Exception as exc:
+        results[f"{key}_error"] = repr(exc)
+        log(f"{key} failed: {exc!r}")
+        return None
+
+
 def _on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -461,28 +474,26 @@ def main(argv: list[str] | None = None) -> int:
         server = start("loopserve_log_on", models)
         try:
             log("swap under load")
-            try:
-                swap = swap_under_load(server, lr.name, payloads[lr.name, "v1", 1], timing)
+            swap_payload = payloads[lr.name, "v1", 1]
+            swap = _scenario(
+                results, "swap", lambda: swap_under_load(server, lr.name, swap_payload, timing)
+            )
+            if swap is not None:
                 results["swap"] = {"model": lr.name, **swap.as_dict()}
                 log(
                     f"swap: {swap.failed} failed, p99 {swap.during.p99_ms:.1f} ms during vs "
                     f"{swap.steady.p99_ms:.1f} ms steady"
                 )
-            except Exception as exc:
-                results["swap_error"] = repr(exc)
-                log(f"swap failed: {exc!r}")
             wait_log_drained(server)
             log("feedback ingest")
-            try:
-                fb, label_batches = feedback_ingest(server, lr, timing)
+            ingest = _scenario(results, "feedback", lambda: feedback_ingest(server, lr, timing))
+            if ingest is not None:
+                fb, label_batches = ingest
                 results["feedback"] = {"model": lr.name, **fb.as_dict()}
                 log(
                     f"feedback: {fb.labels_per_s:.0f} labels/s, {fb.acknowledged} "
                     f"acknowledged, {fb.stored} stored"
                 )
-            except Exception as exc:
-                results["feedback_error"] = repr(exc)
-                log(f"feedback failed: {exc!r}")
         finally:
             stop(server)
 
