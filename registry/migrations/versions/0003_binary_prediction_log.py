@@ -1,7 +1,7 @@
 """prediction log in binary columns
 
-The log kept each request's features as a JSON document, which cost the writer more CPU than
-the request itself for large batches. From this revision a batch keeps its numeric features as
+The log kept each request's features as a JSON document, and its writer could not keep up
+with large batches. From this revision a batch keeps its numeric features as
 one float32 matrix and its probabilities likewise, and a prediction id is its batch id and its
 position in the batch, so no index row is written per prediction. Batches logged before keep
 their JSON columns and the ids they issued keep their `predictions` rows, which readers still
