@@ -80,20 +80,6 @@ def _locate(prediction_id: str) -> tuple[str, int] | None:
         return None
 
 
-def _where(session: Session, model_id: int, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
-    """(batch id, position) of each prediction id that may be logged: read from the id itself,
-    or, for ids issued before revision 0003, from their `predictions` row."""
-    ids = set(ids)
-    found = {pid: where for pid in ids if (where := _locate(pid)) is not None}
-    issued_before = session.execute(
-        select(Prediction.id, Prediction.batch_id, Prediction.position).where(
-            Prediction.model_id == model_id, Prediction.id.in_(ids)
-        )
-    )
-    found.update((pid, (batch, position)) for pid, batch, position in issued_before)
-    return found
-
-
 def _batches(session: Session, model_id: int, batch_ids: Iterable[str]) -> dict[str, Any]:
     """These logged batches of the model, each read once."""
     wanted = set(batch_ids)
@@ -112,9 +98,24 @@ def _batches(session: Session, model_id: int, batch_ids: Iterable[str]) -> dict[
 
 
 def _logged(session: Session, model_id: int, ids: Iterable[str]) -> Iterator[tuple[str, Any, int]]:
-    """(id, its batch's row, its position) for each id that a logged prediction has."""
-    located = _where(session, model_id, ids)
+    """(id, its batch's row, its position) for each id that a logged prediction has.
+
+    An id names its batch and position itself; only ids that do not resolve so are looked up
+    among the `predictions` rows of ids issued before revision 0003.
+    """
+    ids = set(ids)
+    located = {pid: where for pid in ids if (where := _locate(pid)) is not None}
     batches = _batches(session, model_id, (batch for batch, _ in located.values()))
+    unresolved = {pid for pid in ids if located.get(pid, ("", 0))[0] not in batches}
+    if unresolved:
+        issued_before = session.execute(
+            select(Prediction.id, Prediction.batch_id, Prediction.position).where(
+                Prediction.model_id == model_id, Prediction.id.in_(unresolved)
+            )
+        )
+        older = {pid: (batch, position) for pid, batch, position in issued_before}
+        located.update(older)
+        batches.update(_batches(session, model_id, (batch for batch, _ in older.values())))
     for pid, (batch, at) in located.items():
         if batch in batches and at < batches[batch][0]:
             yield pid, batches[batch], at
