@@ -79,7 +79,7 @@ class FastPath:
             plane = self.state.dataplane
             model, columns = decode_request(plane, name, field(payload, "instances"))
             served = await _infer(plane, model, columns)
-            await _respond(send, 200, orjson.dumps(encode_predictions(name, served)), JSON)
+            await _respond(send, 200, encode_predictions(name, served), JSON)
         except _Unauthorized as exc:
             await _respond(send, 401, orjson.dumps({"detail": str(exc)}), _CHALLENGE)
         except HANDLED as exc:

@@ -25,6 +25,7 @@ CLASSES = ["0", "1"]
 SEED = 20261128
 BATCH_ROWS = 1000
 BUSY_CORES = 0.25  # other processes' average CPU above which a cell is measured again
+V1_FLOOR = "whole request, v1 body"  # the floor app's stage on the v1 body; "whole request": V2
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.config import BUSY_CORES, RESULTS, WORK
+from bench.config import BUSY_CORES, RESULTS, V1_FLOOR, WORK
 
 SERVER_LABELS = {
     "loopserve_log_on": "loopserve, prediction log on",
@@ -91,10 +91,10 @@ def targets(r: Results) -> list[dict[str, Any]]:
             ml_single = _best(
                 [_rps(cell(r, "mlserver_single", "v2", model, 1, c)) for c in (1, 16)]
             )
-            floor_one = _rps(cell(r, "floor", "v2", model, 1, 16))
+            floor_one = _rps(cell(r, "floor", proto, model, 1, 16))
             ml_p99 = _best([_p99(cell(r, s, "v2", model, 1, 16)) for s in MLSERVERS], lowest=True)
             ml_batch = _best([_rps(cell(r, s, "v2", model, 1000, 16)) for s in MLSERVERS])
-            floor_batch = _rps(cell(r, "floor", "v2", model, 1000, 16))
+            floor_batch = _rps(cell(r, "floor", proto, model, 1000, 16))
             name = f"{model} {proto}"
             out += [
                 _target(
@@ -257,7 +257,8 @@ def _targets_section(r: Results) -> list[str]:
         'and the prediction log on (except the log-cost rows). "MLServer best single-process" '
         'is MLServer with parallel_workers 0 at its better concurrency (1 or 16); "MLServer '
         'best" / "lowest p99" take the better of its two configurations. v1 rows compare '
-        "loopserve's v1 payload (one object per row) against the others' V2 tensor payload.",
+        "loopserve's v1 payload (one object per row) against MLServer's V2 tensor payload and "
+        "against the floor serving the same v1 payload.",
         ["target", "measured / reference", "ratio", "goal", "verdict"],
         rows,
     )
@@ -435,7 +436,8 @@ def _stages_section(r: Results) -> list[str]:
         "",
         "Each stage of loopserve's serving path called in a loop on the bench bodies, with "
         "loopserve's own functions (`python -m bench.stages`; median µs per call), beside the "
-        "floor app's whole request (`bench.floor_app.infer`: parse, shape, run, encode). No "
+        "floor app's whole request on the same body (`bench.floor_app.predict` and `infer`: "
+        "parse, shape, run, encode). No "
         "HTTP: this is the Python work one core does per request, before uvicorn and the "
         "middleware. The log thread's serialisation runs off the request path.",
         "",
@@ -459,8 +461,10 @@ def _stages_section(r: Results) -> list[str]:
                 f"{cells.get(('v2', LOG_STAGE), 0):,.1f}",
             ]
         )
-        floor = cells.get(("floor", "whole request"))
-        table.append(["floor app, whole request (V2 body)", "", f"{floor:,.1f}" if floor else "—"])
+        floors = [cells.get(("floor", V1_FLOOR)), cells.get(("floor", "whole request"))]
+        table.append(
+            ["floor app, whole request (same body)", *(f"{f:,.1f}" if f else "—" for f in floors)]
+        )
         lines += [
             f"### {model}, {rows} row(s)",
             "",
@@ -485,11 +489,11 @@ def _limits_section(r: Results) -> list[str]:
         model, proto, rows = spec["model"], spec["protocol"], spec["rows"]
         cells = found.get((model, rows), {})
         path = _path_us(cells, proto)
-        floor = cells.get(("floor", "whole request"))
+        floor = cells.get(("floor", V1_FLOOR if proto == "v1" else "whole request"))
         parse = cells.get((proto, "parse JSON"), 0) + cells.get((proto, "validate into columns"), 0)
         on = _rps(cell(r, "loopserve_log_on", proto, model, rows, 16))
         off = _rps(cell(r, "loopserve_log_off", proto, model, rows, 16))
-        floor_rps = _rps(cell(r, "floor", "v2", model, rows, 16))
+        floor_rps = _rps(cell(r, "floor", proto, model, rows, 16))
         logged = rows * 34 * 4  # bytes: 30 float32 features and 2 probabilities per row
         if "cost of the prediction log" in t["text"]:
             why = (
@@ -500,14 +504,11 @@ def _limits_section(r: Results) -> list[str]:
                 "tens of percent on this machine: compare the other protocol's row for the same "
                 "model and size in the log table."
             )
-        elif proto == "v1" and rows > 1:
+        elif proto == "v1" and rows > 1 and floor:
             why = (
-                f"the v1 body is one JSON object per row: the v1 request path costs {path:,.0f} "
-                f"µs in-process, {parse:,.0f} µs of it parsing the objects and turning them into "
-                f"columns, while the floor's whole request on the V2 tensor body costs "
-                f"{floor:,.0f} µs. The V2 rows compare like with like."
-                if floor
-                else "the v1 payload's parse and validation (stages table)."
+                f"the v1 request path costs {path:,.0f} µs in-process, {parse:,.0f} µs of it "
+                f"parsing and checking the rows of `{{feature: value}}`, while the floor's whole "
+                f"request on the same body, unchecked, costs {floor:,.0f} µs."
             )
         else:
             gap = [
@@ -698,7 +699,8 @@ def render(r: Results) -> str:
         "ndarray), `predict_fn: predict_proba` (probabilities returned, as loopserve returns "
         "them), `debug: false` (no access log, as `loopserve api`), everything else default.",
         "- Floor: `bench/floor_app.py`, a raw ASGI callable under uvicorn (httptools, uvloop) "
-        "in loopserve's venv, running the same ONNX graph as loopserve in the event loop.",
+        "in loopserve's venv, running the same ONNX graph as loopserve in the event loop, on "
+        "the same v1 and V2 bodies, with no validation, ids or log.",
         "- All servers are one process tree each on 127.0.0.1, sharing the 2 cores with wrk "
         "(and PostgreSQL, for loopserve).",
         "",

@@ -54,7 +54,7 @@ from bench.servers import (
 )
 
 PROTOCOLS = {
-    "floor": ("v2",),
+    "floor": ("v1", "v2"),
     "loopserve_log_on": ("v1", "v2"),
     "loopserve_log_off": ("v1", "v2"),
     "mlserver_single": ("v2",),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.config import ADMIN_TOKEN, DB_URL, LOOPSERVE_VENV, MLSERVER_VENV, ROOT, WORK
+from bench.config import ADMIN_TOKEN, CLASSES, DB_URL, LOOPSERVE_VENV, MLSERVER_VENV, ROOT, WORK
 from bench.models import BenchModel
 
 LOGS = WORK / "logs"
@@ -225,11 +225,12 @@ def start_mlserver(models: list[BenchModel], *, parallel_workers: int | None, la
 
 
 def floor_models(models: list[BenchModel]) -> Path:
-    """The folder of ONNX files the floor app serves (BENCH_FLOOR_MODELS)."""
+    """The folder of ONNX files and their classes the floor app serves (BENCH_FLOOR_MODELS)."""
     folder = WORK / "floor-models"
     folder.mkdir(parents=True, exist_ok=True)
     for m in models:
         (folder / f"{m.name}.onnx").write_bytes(m.onnx)
+        (folder / f"{m.name}.classes.json").write_text(json.dumps(list(CLASSES)))
     return folder
 
 

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import orjson
 
@@ -23,6 +24,7 @@ from api.dataplane import Served
 from api.oip import decode, encode
 from api.predlog import Chunk, Part
 from api.serving import LoadedModel, load_model
+from bench.config import V1_FLOOR
 from bench.load import v1_body, v2_body
 from bench.models import CLASSES, BenchModel, spec_for
 from bench.servers import floor_models
@@ -63,7 +65,7 @@ def measure(models: list[BenchModel], rows: tuple[int, ...], seconds: float = 1.
         sha = hashlib.sha256(m.onnx).hexdigest()
         model = load_model(m.name, 1, 1, spec_for(m.name), list(CLASSES), m.onnx, sha, 1)
         for n in rows:
-            out += _stages(m, model, n, floor.infer, seconds)
+            out += _stages(m, model, n, floor, seconds)
     return out
 
 
@@ -71,7 +73,7 @@ def _stages(
     m: BenchModel,
     model: LoadedModel,
     n: int,
-    floor: Callable[[str, bytes], bytes],
+    floor: ModuleType,
     seconds: float,
 ) -> list[Stage]:
     v1, v2 = v1_body(m.X[:n]), v2_body(m.X[:n])
@@ -88,12 +90,13 @@ def _stages(
         ("v1", "validate into columns", lambda: codec.decode_rows(model, instances)),
         ("v1", "ONNX run (with feeds)", lambda: model.run(columns)),
         ("v1", "prediction ids", lambda: prediction_ids("0" * 24, n)),
-        ("v1", "encode", lambda: orjson.dumps(codec.encode_predictions(m.name, served))),
+        ("v1", "encode", lambda: codec.encode_predictions(m.name, served)),
         ("v1", "log: serialise (log thread)", chunk.record),
         ("v2", "parse JSON", lambda: decode.parse(v2, None)),
         ("v2", "validate into columns", lambda: decode.to_columns(model, request)),
         ("v2", "encode", lambda: encode.encode(served, request)),
-        ("floor", "whole request", lambda: floor(m.name, v2)),
+        ("floor", "whole request", lambda: floor.infer(m.name, v2)),
+        ("floor", V1_FLOOR, lambda: floor.predict(m.name, v1)),
     ]
     return [Stage(m.name, p, n, stage, _time(fn, seconds)) for p, stage, fn in calls]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.codec import predict_rows
@@ -29,8 +29,9 @@ async def list_versions(name: str, platform: PlatformDep) -> list[dict[str, Any]
 
 
 @router.post("/{name}/predict", dependencies=[Client])
-async def predict(name: str, body: Body, plane: DataPlaneDep) -> dict[str, Any]:
-    return await run_in_threadpool(predict_rows, plane, name, field(body, "instances"))
+async def predict(name: str, body: Body, plane: DataPlaneDep) -> Response:
+    content = await run_in_threadpool(predict_rows, plane, name, field(body, "instances"))
+    return Response(content, media_type="application/json")
 
 
 @router.post("/{name}/feedback", status_code=202, dependencies=[Client])
