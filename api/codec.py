@@ -12,10 +12,14 @@ from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
+from msgspec.structs import astuple
 
 from api.dataplane import DataPlane, Served
+from api.deps import field
+from api.errors import BadRequest
 from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 from registry.errors import InvalidData
 from registry.validation import check_instances
@@ -171,6 +175,58 @@ def decode_request(plane: DataPlane, name: str, instances: Any) -> tuple[LoadedM
     if isinstance(instances, list):
         plane.check_size(len(instances))
     return model, decode_rows(model, instances)
+
+
+def decode_body(plane: DataPlane, name: str, body: bytes) -> tuple[LoadedModel, Columns]:
+    """decode_request on the raw body: a valid body is parsed and checked in one pass by a
+    decoder typed from the model's features; anything it refuses is parsed again and checked
+    value by value, so that every problem is named."""
+    model = plane.model(name)
+    rows = typed_rows(model, body)
+    if rows:
+        plane.check_size(len(rows))
+        columns = typed_columns(model, rows)
+        if columns is not None:
+            return model, columns
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    return decode_request(plane, name, field(payload, "instances"))
+
+
+def typed_rows(model: LoadedModel, body: bytes) -> list[tuple[Any, ...]] | None:
+    """The rows' values in feature order when every row has exactly the model's features,
+    each a number or null (numeric) or a string or null (categorical); None otherwise."""
+    try:
+        instances = _decoder(model.names, model.categorical).decode(body).instances
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return list(map(astuple, instances))
+
+
+def typed_columns(model: LoadedModel, rows: list[tuple[Any, ...]]) -> Columns | None:
+    """Columns from rows whose values have the right types; None if a number overflows."""
+    numeric = np.empty((len(rows), 0), dtype=np.float32)
+    if model.numeric:
+        picked = list(map(_picker(model.numeric_at), rows)) if model.categorical else rows
+        with np.errstate(over="ignore"):
+            numeric = np.array(picked, dtype=np.float32)  # null becomes NaN
+        if np.logical_or.reduce(np.isinf(numeric), axis=None):
+            return None
+    categorical = {}
+    for name, at in zip(model.categorical, model.categorical_at, strict=True):
+        values = [MISSING_CATEGORY if r[at] is None else r[at] for r in rows]
+        categorical[name] = np.asarray(values, dtype=object)
+    return Columns(len(rows), numeric, categorical)
+
+
+@lru_cache(maxsize=64)
+def _decoder(names: tuple[str, ...], categorical: tuple[str, ...]) -> msgspec.json.Decoder:
+    """A JSON decoder of `{"instances": [...]}` whose rows must hold exactly `names`."""
+    fields = [(n, (str | None) if n in categorical else (float | None)) for n in names]
+    row = msgspec.defstruct("Row", fields, forbid_unknown_fields=True, gc=False)
+    return msgspec.json.Decoder(msgspec.defstruct("Body", [("instances", list[row])]))
 
 
 def predict_rows(plane: DataPlane, name: str, instances: Any) -> bytes:

@@ -25,10 +25,9 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.codec import decode_request, encode_predictions
+from api.codec import decode_body, encode_predictions
 from api.dataplane import DataPlane, Served
-from api.deps import field
-from api.errors import HANDLED, BadRequest, describe, v2_message
+from api.errors import HANDLED, describe, v2_message
 from api.oip.decode import HEADER
 from api.oip.encode import encode
 from api.routes.v2 import decode_infer, parse_version
@@ -72,12 +71,8 @@ class FastPath:
         try:
             self._authorize(scope)
             body = await _read(receive)
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
             plane = self.state.dataplane
-            model, columns = decode_request(plane, name, field(payload, "instances"))
+            model, columns = decode_body(plane, name, body)
             served = await _infer(plane, model, columns)
             await _respond(send, 200, encode_predictions(name, served), JSON)
         except _Unauthorized as exc:

@@ -439,7 +439,9 @@ def _stages_section(r: Results) -> list[str]:
         "floor app's whole request on the same body (`bench.floor_app.predict` and `infer`: "
         "parse, shape, run, encode). No "
         "HTTP: this is the Python work one core does per request, before uvicorn and the "
-        "middleware. The log thread's serialisation runs off the request path.",
+        "middleware. v1's parse is msgspec's decoder typed from the model's features, which "
+        "checks every value as it parses. The log thread's serialisation runs off the request "
+        "path.",
         "",
     ]
     for (model, rows), cells in found.items():

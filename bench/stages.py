@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-import orjson
-
 from api import codec
 from api.dataplane import Served
 from api.oip import decode, encode
@@ -77,8 +75,8 @@ def _stages(
     seconds: float,
 ) -> list[Stage]:
     v1, v2 = v1_body(m.X[:n]), v2_body(m.X[:n])
-    instances = orjson.loads(v1)["instances"]
-    columns = codec.decode_rows(model, instances)
+    rows = codec.typed_rows(model, v1)
+    columns = codec.typed_columns(model, rows)
     labels, proba = model.run(columns)
     served = Served(model, prediction_ids("0" * 24, n), labels, proba)
     chunk = Chunk(model.model_id, model.version)
@@ -86,8 +84,8 @@ def _stages(
     chunk.rows = n
     request = decode.parse(v2, None)
     calls: list[tuple[str, str, Callable[[], object]]] = [
-        ("v1", "parse JSON", lambda: orjson.loads(v1)),
-        ("v1", "validate into columns", lambda: codec.decode_rows(model, instances)),
+        ("v1", "parse JSON", lambda: codec.typed_rows(model, v1)),  # and check types
+        ("v1", "validate into columns", lambda: codec.typed_columns(model, rows)),
         ("v1", "ONNX run (with feeds)", lambda: model.run(columns)),
         ("v1", "prediction ids", lambda: prediction_ids("0" * 24, n)),
         ("v1", "encode", lambda: codec.encode_predictions(m.name, served)),

@@ -10,8 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from api.codec import decode_rows, encode_predictions
-from api.dataplane import Served
+from api.codec import decode_body, decode_rows, encode_predictions
+from api.dataplane import BatchTooLarge, Served
+from api.errors import BadRequest
 from api.serving import LoadedModel, load_model
 from registry.data import prediction_ids
 from registry.errors import InvalidData
@@ -129,3 +130,66 @@ def test_labels_that_need_escaping_stay_valid_json(classifier) -> None:  # type:
         encode_predictions("wide", Served(classifier, prediction_ids("0" * 24, 3), odd, proba))
     )
     assert [p["label"] for p in body["predictions"]] == odd.tolist()
+
+
+class _Plane:
+    """The two DataPlane calls decode_body makes, for a model served in-process."""
+
+    def __init__(self, model: LoadedModel, limit: int = 100) -> None:
+        self._model, self._limit = model, limit
+
+    def model(self, name: str) -> LoadedModel:
+        return self._model
+
+    def check_size(self, n: int) -> None:
+        if n > self._limit:
+            raise BatchTooLarge(f"{n} rows exceed the limit of {self._limit} rows per request")
+
+
+@pytest.mark.parametrize("n", [1, 20])
+def test_the_typed_decoder_gives_the_columns_of_the_checked_path(classifier, n) -> None:  # type: ignore[no-untyped-def]
+    rows = _rows(n)
+    rows[0]["f2"], rows[-1]["f3"] = None, 4  # null and int are valid numbers
+    _, columns = decode_body(_Plane(classifier), "wide", orjson.dumps({"instances": rows}))
+    expected = decode_rows(classifier, rows)
+    np.testing.assert_array_equal(columns.numeric, expected.numeric)
+    assert columns.n == n and np.isnan(columns.numeric[0, 2])
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "problem"),
+    [
+        ({"f7": True}, InvalidData, "instances[13].f7"),
+        ({"f7": "1.5"}, InvalidData, "instances[13].f7"),
+        ({"extra": 1.0}, InvalidData, "instances[13].extra"),
+        ({"f7": 1e39}, InvalidData, "instances"),
+    ],
+)
+def test_what_the_typed_decoder_refuses_is_named_by_the_checked_path(
+    classifier, change, error, problem
+) -> None:  # type: ignore[no-untyped-def]
+    rows = _rows(20)
+    rows[13].update(change)
+    with pytest.raises(error) as caught:
+        decode_body(_Plane(classifier), "wide", orjson.dumps({"instances": rows}))
+    assert [p["field"] for p in caught.value.problems] == [problem]
+
+
+def test_the_typed_decoder_keeps_the_body_checks(classifier) -> None:  # type: ignore[no-untyped-def]
+    plane = _Plane(classifier, limit=10)
+    with pytest.raises(BatchTooLarge, match="limit of 10"):
+        decode_body(plane, "wide", orjson.dumps({"instances": _rows(11)}))
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        decode_body(plane, "wide", b'{"instances": [')
+    with pytest.raises(BadRequest, match="missing field 'instances'"):
+        decode_body(plane, "wide", b'{"rows": []}')
+    with pytest.raises(InvalidData, match="non-empty"):
+        decode_body(plane, "wide", b'{"instances": []}')
+    rows = _rows(2)
+    rows[1]["f0"] = {"a": 1}
+    with pytest.raises(InvalidData):
+        decode_body(plane, "wide", orjson.dumps({"instances": rows}))
+    rows[1]["y"] = 3.0  # the target beside the features is allowed, as the checked path allows
+    rows[1]["f0"] = 0.5
+    _, columns = decode_body(plane, "wide", orjson.dumps({"instances": rows}))
+    assert columns.n == 2
