@@ -1,7 +1,9 @@
 """The v1 JSON format: rows of `{feature: value}` in, predictions with ids out.
 
-Decoding makes one pass over the rows and checks value types per column; only when something
-is off does it run the full validation that names every offending row and field.
+A raw body goes through a msgspec decoder typed from the model's features, which parses and
+checks every value in one pass. Rows it refuses, and rows already parsed (the FastAPI route),
+take the checked path: one pass over the rows that checks value types per column, and only
+when something is off the full validation that names every offending row and field.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from registry.validation import check_instances
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _NUMERIC = {float, int, type(None)}
 _CATEGORICAL = {str, type(None)}
-_NUMPY_CHECK_VALUES = 256  # below this, numpy's fixed costs outweigh checking value by value
 
 
 def decode_rows(model: LoadedModel, instances: Any) -> Columns:
@@ -73,39 +74,11 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
 
 def _numeric(rows: list[tuple[Any, ...]]) -> np.ndarray | None:
     """The float32 matrix of numeric rows, null as NaN and overflow as inf; None when a value
-    is neither a number nor null.
-
-    numpy infers an int or float matrix exactly when every value is an int, a float or a bool
-    (a null makes it object, a string str, a list more dimensions), so one numpy pass checks
-    and converts; only the 0s and 1s are looked at again, as they may have been bools. Small
-    requests are checked value by value, which costs less than numpy's calls there.
-    """
-    matrix: Any = None
-    if len(rows) * len(rows[0]) >= _NUMPY_CHECK_VALUES:
-        try:
-            matrix = np.array(rows)
-        except ValueError:  # lists of unequal lengths among the values
-            matrix = None
-        if matrix is not None and (
-            matrix.ndim != 2 or matrix.dtype.kind not in "iuf" or _may_hold_bools(rows, matrix)
-        ):
-            matrix = None
-    if matrix is None:  # the exact check, value by value
-        if not set(map(type, chain.from_iterable(rows))) <= _NUMERIC:
-            return None
-        matrix = rows
+    is neither a number nor null."""
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMERIC:
+        return None
     with np.errstate(over="ignore"):
-        return np.asarray(matrix, dtype=np.float32)
-
-
-def _may_hold_bools(rows: list[tuple[Any, ...]], matrix: np.ndarray, most: int = 64) -> bool:
-    """Whether one of the matrix's 0s and 1s was a bool in `rows`; True when there are more
-    than `most` of them to look at, leaving it to the exact check."""
-    at = np.flatnonzero((matrix == 0) | (matrix == 1))
-    if len(at) > most:
-        return True
-    width = matrix.shape[1]
-    return any(type(rows[i // width][i % width]) is bool for i in at.tolist())
+        return np.asarray(rows, dtype=np.float32)
 
 
 def _picker(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
