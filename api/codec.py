@@ -47,38 +47,27 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
     if not regular:
         check_instances(spec, instances)  # raises with every problem named
         rows = list(map(_picker(names), instances))
-    numeric = np.empty((len(rows), 0), dtype=np.float32)
-    if model.numeric:  # one conversion for every numeric column: per-column calls add up
-        numeric_rows = list(map(_picker(model.numeric_at), rows)) if model.categorical else rows
-        numeric = _numeric(numeric_rows)
-        if numeric is None:  # a value is neither a number nor null
-            check_instances(spec, instances)  # raises, naming the rows and fields
-            raise AssertionError("check_instances passed a value that is not a number")
-        if np.logical_or.reduce(np.isinf(numeric), axis=None):  # no Python-level wrapper
-            check_instances(spec, instances)
-            raise InvalidData(
-                "numeric values out of range",
-                [{"row": None, "field": "instances", "message": "values must fit a 32-bit float"}],
-            )
-    categorical = {}
-    for name, at in zip(model.categorical, model.categorical_at, strict=True):
-        values = [r[at] for r in rows]
-        kinds = set(map(type, values))
-        if not kinds <= _CATEGORICAL:
-            check_instances(spec, instances)
-        if type(None) in kinds:
-            values = [MISSING_CATEGORY if v is None else v for v in values]
-        categorical[name] = np.asarray(values, dtype=object)
-    return Columns(len(rows), numeric, categorical)
+    if not _well_typed(model, rows):
+        check_instances(spec, instances)  # raises, naming the rows and fields
+        raise AssertionError("check_instances passed a value of the wrong type")
+    columns = typed_columns(model, rows)
+    if columns is None:
+        check_instances(spec, instances)
+        raise InvalidData(
+            "numeric values out of range",
+            [{"row": None, "field": "instances", "message": "values must fit a 32-bit float"}],
+        )
+    return columns
 
 
-def _numeric(rows: list[tuple[Any, ...]]) -> np.ndarray | None:
-    """The float32 matrix of numeric rows, null as NaN and overflow as inf; None when a value
-    is neither a number nor null."""
-    if not set(map(type, chain.from_iterable(rows))) <= _NUMERIC:
-        return None
-    with np.errstate(over="ignore"):
-        return np.asarray(rows, dtype=np.float32)
+def _well_typed(model: LoadedModel, rows: list[tuple[Any, ...]]) -> bool:
+    """Whether every numeric value is a number or null and every categorical one a string or
+    null, checked per column of types rather than per value."""
+    if model.numeric:
+        numeric = map(_picker(model.numeric_at), rows) if model.categorical else rows
+        if not set(map(type, chain.from_iterable(numeric))) <= _NUMERIC:
+            return False
+    return all({type(r[at]) for r in rows} <= _CATEGORICAL for at in model.categorical_at)
 
 
 def _picker(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
@@ -179,13 +168,14 @@ def typed_rows(model: LoadedModel, body: bytes) -> list[tuple[Any, ...]] | None:
 
 
 def typed_columns(model: LoadedModel, rows: list[tuple[Any, ...]]) -> Columns | None:
-    """Columns from rows whose values have the right types; None if a number overflows."""
+    """Columns from rows in feature order whose values have the right types (null as NaN or
+    MISSING_CATEGORY); None if a number overflows a float32."""
     numeric = np.empty((len(rows), 0), dtype=np.float32)
-    if model.numeric:
+    if model.numeric:  # one conversion for every numeric column: per-column calls add up
         picked = list(map(_picker(model.numeric_at), rows)) if model.categorical else rows
         with np.errstate(over="ignore"):
             numeric = np.array(picked, dtype=np.float32)  # null becomes NaN
-        if np.logical_or.reduce(np.isinf(numeric), axis=None):
+        if np.logical_or.reduce(np.isinf(numeric), axis=None):  # no Python-level wrapper
             return None
     categorical = {}
     for name, at in zip(model.categorical, model.categorical_at, strict=True):

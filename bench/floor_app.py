@@ -91,7 +91,6 @@ def infer(name: str, body: bytes) -> bytes:
 ROUTES: dict[tuple[str, str] | None, Callable[[str, bytes], bytes]] = {
     ("v2", "infer"): infer,
     ("v1", "predict"): predict,
-    ("v2", "ready"): lambda name, body: b"{}",
 }
 
 
@@ -112,15 +111,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     parts = scope["path"].strip("/").split("/")
-    route = (parts[0], parts[3]) if len(parts) == 4 and parts[1] == "models" else None
-    if route not in ROUTES or parts[2] not in SESSIONS:
-        await _respond(send, 404, b'{"error":"not found"}')
-        return
+    known = len(parts) == 4 and parts[1] == "models" and parts[2] in SESSIONS
+    route = (parts[0], parts[3]) if known else None
     if route == ("v2", "ready"):
         await _respond(send, 200, b"{}")
         return
-    if scope["method"] != "POST":
-        await _respond(send, 405, b'{"error":"method not allowed"}')
+    handler = ROUTES.get(route)
+    if handler is None or scope["method"] != "POST":
+        await _respond(send, 404, b'{"error":"not found"}')
         return
     chunks = []
     more = True
@@ -129,7 +127,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     try:
-        out = ROUTES[route](parts[2], b"".join(chunks))
+        out = handler(parts[2], b"".join(chunks))
     except Exception as exc:  # a floor answers every bad body the same way
         await _respond(send, 422, orjson.dumps({"error": str(exc)}))
         return
