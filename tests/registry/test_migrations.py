@@ -5,11 +5,32 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from registry import catalog, data
 from registry.db import Database
 from registry.migrate import upgrade
+from registry.models import Model
 from tests.factories import churn_spec
+from tuning.spec import ModelSpec
+
+
+def _add_model(conn: sa.Connection) -> None:
+    """The churn model as an older revision stores it: id 1, no classes yet."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO models (id, name, spec, created_at) VALUES "
+            "(1, 'churn', :spec, CURRENT_TIMESTAMP)"
+        ),
+        {"spec": churn_spec().model_dump_json()},
+    )
+
+
+def _upgraded_model(s: Session) -> tuple[Model, ModelSpec]:
+    """The churn model after the upgrade, its classes set as a champion would have them."""
+    model = catalog.get_model(s, "churn")
+    model.classes = ["no", "yes"]
+    return model, catalog.spec_of(model)
 
 
 def test_0002_moves_logged_predictions_into_batches(tmp_path, request) -> None:  # type: ignore[no-untyped-def]
@@ -18,13 +39,7 @@ def test_0002_moves_logged_predictions_into_batches(tmp_path, request) -> None: 
         engine = sa.create_engine(url)
         features = {"x1": 1.5, "x2": None, "x3": 0.0, "x4": 2.0, "color": "red"}
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO models (id, name, spec, created_at) VALUES "
-                    "(1, 'churn', :spec, CURRENT_TIMESTAMP)"
-                ),
-                {"spec": churn_spec().model_dump_json()},
-            )
+            _add_model(conn)
             conn.execute(
                 sa.text(
                     "INSERT INTO predictions (id, model_id, version, features, output, created_at) "
@@ -39,9 +54,7 @@ def test_0002_moves_logged_predictions_into_batches(tmp_path, request) -> None: 
         upgrade(url)
         db = Database(url)
         with db.session() as s:
-            model = catalog.get_model(s, "churn")
-            spec = catalog.spec_of(model)
-            model.classes = ["no", "yes"]
+            model, spec = _upgraded_model(s)
             assert data.add_feedback(s, model, spec, [{"prediction_id": "p1", "label": "yes"}]) == 1
             _, rows, labels = data.training_rows(s, model.id)
         assert rows == [features] and labels == ["yes"]
@@ -59,13 +72,7 @@ def test_0003_keeps_ids_issued_by_the_json_log_usable(tmp_path, request) -> None
         upgrade(url, "0002")
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO models (id, name, spec, created_at) VALUES "
-                    "(1, 'churn', :spec, CURRENT_TIMESTAMP)"
-                ),
-                {"spec": churn_spec().model_dump_json()},
-            )
+            _add_model(conn)
             conn.execute(
                 sa.text(
                     "INSERT INTO prediction_batches (id, model_id, version, rows, features, "
@@ -88,9 +95,7 @@ def test_0003_keeps_ids_issued_by_the_json_log_usable(tmp_path, request) -> None
         upgrade(url)
         db = Database(url)
         with db.session() as s:
-            model = catalog.get_model(s, "churn")
-            spec = catalog.spec_of(model)
-            model.classes = ["no", "yes"]
+            model, spec = _upgraded_model(s)
             assert data.missing_predictions(s, model.id, ["second-id", "third-id"]) == {"third-id"}
             assert data.add_feedback(
                 s, model, spec, [{"prediction_id": "second-id", "label": "no"}]
