@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
+from api.batching import MicroBatcher
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.metrics import Metrics, MetricsMiddleware
@@ -72,6 +73,7 @@ def create_app(
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
         )
         app.state.dataplane = DataPlane(db, cache, predlog, max_batch_rows=settings.max_batch_rows)
+        app.state.batcher = MicroBatcher(app.state.dataplane) if settings.micro_batch else None
         predlog.start()
         try:  # serve the champions from the first request on; readyz reports a failure
             await run_in_threadpool(cache.refresh)

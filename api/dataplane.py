@@ -62,3 +62,25 @@ class DataPlane:
         labels, proba = model.run(columns)
         ids = self.log.add(model.model_id, model.version, columns, labels, proba)
         return Served(model, ids, labels, proba)
+
+    def infer_many(self, model: LoadedModel, parts: list[Columns]) -> list[Served]:
+        """infer for several requests in one ONNX call and one log entry; each request gets
+        its own rows back."""
+        if len(parts) == 1:
+            return [self.infer(model, parts[0])]
+        merged = Columns(
+            sum(p.n for p in parts),
+            np.concatenate([p.numeric for p in parts]),
+            {
+                name: np.concatenate([p.categorical[name] for p in parts])
+                for name in parts[0].categorical
+            },
+        )
+        whole = self.infer(model, merged)
+        out, start = [], 0
+        for part in parts:
+            end = start + part.n
+            proba = None if whole.proba is None else whole.proba[start:end]
+            out.append(Served(model, whole.ids[start:end], whole.labels[start:end], proba))
+            start = end
+        return out

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.codec import decode_body, encode_predictions
-from api.dataplane import DataPlane, Served
+from api.dataplane import Served
 from api.errors import HANDLED, describe, v2_message
 from api.oip.decode import HEADER
 from api.oip.encode import encode
@@ -67,13 +67,23 @@ class FastPath:
         else:
             await self.app(scope, receive, send)
 
+    async def _infer(self, model: LoadedModel, columns: Columns) -> Served:
+        """The ONNX call: in a thread when long, else batched with the requests of the same
+        event-loop turn (LOOPSERVE_MICRO_BATCH), else right here."""
+        plane, batcher = self.state.dataplane, self.state.batcher
+        if columns.n >= model.offload_rows:
+            return await run_in_threadpool(plane.infer, model, columns)
+        if batcher is not None:
+            return await batcher.infer(model, columns)
+        return plane.infer(model, columns)
+
     async def _v1(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._authorize(scope)
             body = await _read(receive)
             plane = self.state.dataplane
             model, columns = decode_body(plane, name, body)
-            served = await _infer(plane, model, columns)
+            served = await self._infer(model, columns)
             await _respond(send, 200, encode_predictions(name, served), JSON)
         except _Unauthorized as exc:
             await _respond(send, 401, orjson.dumps({"detail": str(exc)}), _CHALLENGE)
@@ -93,7 +103,8 @@ class FastPath:
             header = _header(scope, HEADER.encode())
             plane = self.state.dataplane
             model, parsed, columns = decode_infer(plane, name, parse_version(version), body, header)
-            content, headers = encode(await _infer(plane, model, columns), parsed)
+            served = await self._infer(model, columns)
+            content, headers = encode(served, parsed)
             raw = [(k.encode(), v.encode()) for k, v in headers.items()]
             await _respond(send, 200, content, raw)
         except _Unauthorized as exc:
@@ -115,12 +126,6 @@ class FastPath:
             secrets.compare_digest(given.encode(), k.encode()) for k in keys
         ):
             raise _Unauthorized("API key required: Authorization: Bearer <key>")
-
-
-async def _infer(plane: DataPlane, model: LoadedModel, columns: Columns) -> Served:
-    if columns.n >= model.offload_rows:
-        return await run_in_threadpool(plane.infer, model, columns)
-    return plane.infer(model, columns)
 
 
 class _Unauthorized(Exception):

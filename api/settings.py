@@ -41,6 +41,11 @@ class ApiSettings(BaseSettings):
         "loads) run in the thread pool, so the event loop serves other requests meanwhile; "
         "parsing and encoding stay on the loop, where they hold the GIL either way.",
     )
+    micro_batch: bool = Field(
+        default=True,
+        description="Gather the small requests to one model version that reach the ONNX call "
+        "in the same event-loop turn into one call (adds one loop turn to each).",
+    )
     gil_switch_seconds: float = Field(
         default=0.001, gt=0, description="Python's thread switch interval in the API process."
     )

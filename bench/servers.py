@@ -164,8 +164,9 @@ def _ready(server: Server, paths: list[str]) -> Server:
     return server
 
 
-def start_loopserve(*, prediction_log: bool) -> Server:
-    """`loopserve api` on the bench database, one uvicorn worker."""
+def start_loopserve(*, prediction_log: bool, name: str = "", **env: str) -> Server:
+    """`loopserve api` on the bench database, one uvicorn worker; `env` adds LOOPSERVE_*
+    settings."""
     port = free_port()
     home = WORK / "loopserve-home"
     home.mkdir(parents=True, exist_ok=True)
@@ -174,10 +175,11 @@ def start_loopserve(*, prediction_log: bool) -> Server:
         LOOPSERVE_ADMIN_TOKEN=ADMIN_TOKEN,
         LOOPSERVE_HOME=str(home),
         LOOPSERVE_PREDICTION_LOG="true" if prediction_log else "false",
+        **env,
     )
     cmd = [str(LOOPSERVE_VENV / "bin" / "loopserve"), "api", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", "1"]
-    name = f"loopserve-log-{'on' if prediction_log else 'off'}"
+    name = name or f"loopserve-log-{'on' if prediction_log else 'off'}"
     return _ready(_spawn(name, cmd, env, ROOT, port), ["/readyz"])
 
 
