@@ -6,6 +6,7 @@ Feedback is all or nothing: a batch is validated as a whole and stored in one tr
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -262,14 +263,50 @@ class LoggedBatch:
 
 
 _COLUMNS = "id, model_id, version, rows, numeric, categorical, labels, probabilities, created_at"
-# COPY's binary format, by column: the bytes of the float matrices and of the UTF-8 JSON (the
-# binary form of json is its text) go through without escaping, parsing or re-encoding.
-_COPY_TYPES = ["text", "int8", "int4", "int4", "bytea", "bytea", "bytea", "bytea", "timestamptz"]
+LOG_COPY = f"COPY prediction_batches ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+
+# PostgreSQL's binary COPY format: a signature, flags and header-extension length, then per row
+# the field count and each field as its byte length (-1 for NULL) and its bytes, then -1.
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_TRAILER = struct.pack("!h", -1)
+_NULL = struct.pack("!i", -1)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz counts microseconds from here
+
+
+def copy_stream(batches: Sequence[LoggedBatch]) -> list[bytes | memoryview]:
+    """The binary COPY data of LOG_COPY for these batches, as pieces to send in order.
+
+    The float matrices and the JSON (whose binary form is its text) go in as they are: no
+    escaping, no parsing, and no copy of the large pieces on this side.
+    """
+    pieces: list[bytes | memoryview] = [_SIGNATURE]
+    for b in batches:
+        ident = b.id.encode()
+        at = b.created_at - _PG_EPOCH
+        micros = (at.days * 86_400 + at.seconds) * 1_000_000 + at.microseconds
+        head = struct.pack("!hi", 9, len(ident)) + ident
+        head += struct.pack("!iqiiii", 8, b.model_id, 4, b.version, 4, b.rows)
+        pieces.append(head)
+        for value in (b.numeric, b.categorical, b.labels, b.probabilities):
+            if value is None:
+                pieces.append(_NULL)
+            else:
+                pieces += (struct.pack("!i", memoryview(value).nbytes), value)
+        pieces.append(struct.pack("!iq", 8, micros))
+    pieces.append(_TRAILER)
+    return pieces
 
 
 def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
     """Write logged batches, one row each: binary COPY on PostgreSQL, executemany elsewhere."""
     if not batches:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(LOG_COPY) as copy:
+            for piece in copy_stream(batches):
+                copy.write(piece)
         return
     rows = [
         (
@@ -278,26 +315,26 @@ def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
             b.version,
             b.rows,
             b.numeric,
-            b.categorical,
-            b.labels,
+            _text(b.categorical),
+            _text(b.labels),
             b.probabilities,
-            b.created_at,
+            _sqlite_time(b.created_at),
         )
         for b in batches
     ]
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        statement = f"COPY prediction_batches ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-        with raw.cursor() as cur, cur.copy(statement) as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
-        return
     connection.exec_driver_sql(
-        f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:5], _text(row[5]), _text(row[6]), row[7], _sqlite_time(row[8])) for row in rows],
+        f"INSERT INTO prediction_batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
     )
+
+
+def logged_batch_ids(session: Session, ids: Iterable[str]) -> set[str]:
+    """Which of these batch ids the log holds: a write whose answer was lost may have
+    committed."""
+    wanted = list(ids)
+    if not wanted:
+        return set()
+    found = session.scalars(select(PredictionBatch.id).where(PredictionBatch.id.in_(wanted)))
+    return set(found)
 
 
 def _text(json: bytes | None) -> str | None:
