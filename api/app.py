@@ -25,6 +25,7 @@ from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
 from registry.db import Database
+from registry.logwriter import ProcessWriter
 from registry.notify import ChampionListener, ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
 from worker.broker import TaskSender
@@ -51,11 +52,13 @@ def create_app(
             inline_seconds=settings.inline_onnx_ms / 1000,
             on_swap=lambda m: metrics.served_version.labels(m.name).set(m.version),
         )
+        on_postgres = db.engine.dialect.name == "postgresql"
         predlog = PredictionLog(
             db,
             flush_seconds=settings.log_flush_seconds,
             batch_size=settings.log_batch_size,
             limit=settings.log_queue_limit,
+            writer=ProcessWriter(db.url) if on_postgres and settings.log_writer_process else None,
         )
         predlog.enabled = settings.prediction_log
         metrics.log_backlog.set_function(predlog.pending)

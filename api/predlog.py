@@ -5,9 +5,12 @@ and its random id followed by a row's position in it is that row's prediction id
 writes one row per model version per flush however many requests it holds, and a prediction is
 still found from its id alone. The log thread seals the open chunks every `flush_seconds` (or
 once `batch_size` rows wait), serialises each (float matrices as raw bytes, strings as JSON)
-and writes them by binary COPY on PostgreSQL. A failed write keeps the chunks for the next try.
-When `limit` rows wait (the database has been down for long), predict answers 503 rather than
-serving predictions that could never be labelled.
+and hands them to its writer: by default a session of the API's database (binary COPY on
+PostgreSQL); on PostgreSQL the app uses `registry.logwriter.ProcessWriter`, whose child process
+runs the COPY so that it never holds this process's GIL. A failed write keeps the chunks for the
+next try, which first skips the chunks found written (the write committed but its answer was
+lost). When `limit` rows wait (the database has been down for long), predict answers 503 rather
+than serving predictions that could never be labelled.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import orjson
@@ -93,9 +98,40 @@ def _float32_bytes(matrix: np.ndarray) -> memoryview:
     return np.ascontiguousarray(matrix, dtype="<f4").data.cast("B")
 
 
-class PredictionLog:
-    def __init__(self, db: Database, *, flush_seconds: float, batch_size: int, limit: int) -> None:
+class BatchWriter(Protocol):
+    """Commits logged batches, or raises."""
+
+    def write(self, batches: Sequence[LoggedBatch]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SessionWriter:
+    """Writes in the calling thread, through a session of the database."""
+
+    def __init__(self, db: Database) -> None:
         self._db = db
+
+    def write(self, batches: Sequence[LoggedBatch]) -> None:
+        with self._db.session() as s:
+            data.log_predictions(s, batches)
+
+    def close(self) -> None:
+        pass
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_seconds: float,
+        batch_size: int,
+        limit: int,
+        writer: BatchWriter | None = None,
+    ) -> None:
+        self._db = db
+        self._writer = writer or SessionWriter(db)
         self._flush_seconds, self._batch_size, self._limit = flush_seconds, batch_size, limit
         self._cond = threading.Condition()
         self._open: dict[tuple[int, int], Chunk] = {}  # by (model id, version)
@@ -164,6 +200,8 @@ class PredictionLog:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=timeout)
+        if not self._thread.is_alive():  # else the thread may still be writing
+            self._writer.close()
 
     def _seal(self, key: tuple[int, int]) -> None:
         self._sealed.append(self._open.pop(key))
@@ -173,7 +211,16 @@ class PredictionLog:
         for key in list(self._open):
             self._seal(key)
 
+    def _write(self, take: list[Chunk], *, retry: bool) -> None:
+        """Write the chunks; a retry first drops those that the failed write committed."""
+        if retry:
+            with self._db.session() as s:
+                done = data.logged_batch_ids(s, [chunk.id for chunk in take])
+            take = [chunk for chunk in take if chunk.id not in done]
+        self._writer.write([chunk.record() for chunk in take])
+
     def _run(self) -> None:
+        failed = False  # the last write raised: it may still have committed
         while True:
             with self._cond:
                 if self._pending < self._batch_size and not (self._urgent or self._stop):
@@ -191,11 +238,11 @@ class PredictionLog:
                     take.append(chunk)
                     rows += chunk.rows
             try:
-                records = [chunk.record() for chunk in take]
-                with self._db.session() as s:
-                    data.log_predictions(s, records)
+                self._write(take, retry=failed)
+                failed = False
             except Exception:
                 log.exception("writing %d predictions failed; will retry", rows)
+                failed = True
                 time.sleep(self._flush_seconds)
                 continue
             with self._cond:

@@ -29,6 +29,11 @@ class ApiSettings(BaseSettings):
     log_queue_limit: int = Field(
         default=200_000, ge=1000, description="Unlogged rows held in memory before predict sheds."
     )
+    log_writer_process: bool = Field(
+        default=True,
+        description="On PostgreSQL, write the prediction log from a child process, so that its "
+        "COPY never holds the API process's GIL while requests wait.",
+    )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     fast_path: bool = Field(

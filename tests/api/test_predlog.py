@@ -3,15 +3,19 @@ row's features, and nothing is acknowledged that could not be logged."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from api.predlog import LogOverloaded, PredictionLog
+from api.predlog import LogOverloaded, PredictionLog, SessionWriter
 from api.serving import MISSING_CATEGORY, Columns
 from registry import catalog, data
+from registry.db import Database
+from registry.logwriter import ProcessWriter
+from registry.migrate import upgrade
 from registry.models import PredictionBatch
 from tests.factories import churn_spec
 
@@ -122,3 +126,56 @@ def test_ids_without_the_log_are_unique_and_nothing_is_written(db, model_id) -> 
     log.close()
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(PredictionBatch)) == 0
+
+
+class _AnswerLostOnce:
+    """Commits the first write and then fails it, as when the connection drops between the
+    commit and its answer; later writes go through."""
+
+    def __init__(self, db) -> None:  # type: ignore[no-untyped-def]
+        self._inner = SessionWriter(db)
+        self.calls: list[int] = []
+
+    def write(self, batches) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(len(batches))
+        self._inner.write(batches)
+        if len(self.calls) == 1:
+            raise ConnectionError("connection lost after the commit")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_write_whose_answer_was_lost_is_not_written_again(db, model_id) -> None:  # type: ignore[no-untyped-def]
+    writer = _AnswerLostOnce(db)
+    log = _log(db, flush_seconds=0.05, writer=writer)
+    two = _columns([(3.0, "red")] * 2)
+    log.add(model_id, 1, two, *_served(two))
+    assert log.flush(timeout=10)
+    one = _columns([(4.0, "blue")])
+    log.add(model_id, 1, one, *_served(one))  # the log goes on after the recovery
+    assert log.flush(timeout=10)
+    log.close()
+    assert writer.calls == [1, 0, 1]  # the retry found the chunk written and wrote nothing
+    assert sorted(_logged_rows(db)) == [(1, 1), (1, 2)]
+
+
+def test_on_postgres_a_child_process_writes_the_log(postgres_url) -> None:  # type: ignore[no-untyped-def]
+    upgrade(postgres_url)
+    db = Database(postgres_url)
+    with db.session() as s:
+        model_id = catalog.create_model(s, churn_spec(), actor="test").id
+    writer = ProcessWriter(db.url)
+    log = _log(db, writer=writer)
+    rows = _columns([(0.5, "red"), (None, None)])
+    ids = log.add(model_id, 3, rows, *_served(rows))
+    assert log.flush(timeout=10)
+    child = writer.pid
+    assert child is not None and child != os.getpid()
+    log.close()
+    assert writer.pid is None  # closing the log ends the child
+    with db.session() as s:
+        found = data._features_of(s, model_id, churn_spec(), ids)
+    db.dispose()
+    assert [found[i]["x1"] for i in ids] == [0.5, None]
+    assert [found[i]["color"] for i in ids] == ["red", None]
