@@ -500,11 +500,11 @@ def _limits_section(r: Results) -> list[str]:
         if "cost of the prediction log" in t["text"]:
             why = (
                 f"the log thread serialises a request in {cells.get((proto, LOG_STAGE), 0):,.0f} "
-                f"µs; the rest is psycopg's COPY of {logged:,} bytes of float32 per request and "
-                "PostgreSQL storing them (TOAST, WAL) on the same 2 cores as the server and wrk "
-                "(profile: `copy_to`, `Connection.wait`). Back-to-back cells still differ by "
+                f"µs and pipes its {logged:,} bytes of float32 to the log's child process, which "
+                "COPYs them to PostgreSQL; the child and PostgreSQL storing them (TOAST, WAL) "
+                "share the 2 cores with the server and wrk. Back-to-back cells still differ by "
                 "tens of percent on this machine: compare the other protocol's row for the same "
-                "model and size in the log table."
+                "model and size in the log table, and `bench.logwriter`."
             )
         elif proto == "v1" and rows > 1 and floor:
             why = (
