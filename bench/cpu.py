@@ -22,7 +22,8 @@ def _busy_ticks() -> int:
     return sum(fields[:8]) - idle
 
 
-def _proc_ticks(pid: int) -> tuple[str, int]:
+def proc_ticks(pid: int) -> tuple[str, int]:
+    """A process's name and the CPU clock ticks it has used (0 once it is gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -32,7 +33,8 @@ def _proc_ticks(pid: int) -> tuple[str, int]:
     return comm, int(rest[11]) + int(rest[12])  # utime + stime
 
 
-def _postgres_pids() -> list[int]:
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process: the backends, the WAL writer, the checkpointer and the rest."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -58,15 +60,15 @@ class CpuWatch:
         self._t0 = time.monotonic()
         self._busy0 = _busy_ticks()
         self._self0 = _self_seconds()
-        self._procs0 = {p: _proc_ticks(p)[1] for p in self._pids()}
+        self._procs0 = {p: proc_ticks(p)[1] for p in self._pids()}
 
     def _pids(self) -> list[int]:
-        return [*self._server_pids(), *_postgres_pids()]
+        return [*self._server_pids(), *postgres_pids()]
 
     def other_cores(self) -> float:
         elapsed = time.monotonic() - self._t0
         busy = (_busy_ticks() - self._busy0) / TICK
         ours = _self_seconds() - self._self0
         for pid in self._pids():
-            ours += max(0, _proc_ticks(pid)[1] - self._procs0.get(pid, 0)) / TICK
+            ours += max(0, proc_ticks(pid)[1] - self._procs0.get(pid, 0)) / TICK
         return max(0.0, busy - ours) / elapsed if elapsed > 0 else 0.0
