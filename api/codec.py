@@ -144,10 +144,10 @@ def decode_body(plane: DataPlane, name: str, body: bytes) -> tuple[LoadedModel, 
     decoder typed from the model's features; anything it refuses is parsed again and checked
     value by value, so that every problem is named."""
     model = plane.model(name)
-    rows = typed_rows(model, body)
-    if rows:
-        plane.check_size(len(rows))
-        columns = typed_columns(model, rows)
+    instances = typed_instances(model, body)
+    if instances:
+        plane.check_size(len(instances))
+        columns = instance_columns(model, instances)
         if columns is not None:
             return model, columns
     try:
@@ -157,14 +157,31 @@ def decode_body(plane: DataPlane, name: str, body: bytes) -> tuple[LoadedModel, 
     return decode_request(plane, name, field(payload, "instances"))
 
 
-def typed_rows(model: LoadedModel, body: bytes) -> list[tuple[Any, ...]] | None:
-    """The rows' values in feature order when every row has exactly the model's features,
-    each a number or null (numeric) or a string or null (categorical); None otherwise."""
+def typed_instances(model: LoadedModel, body: bytes) -> list[Any] | None:
+    """The rows, decoded into structs whose fields are the features in order, when every row
+    has exactly the model's features, each a number or null (numeric) or a string or null
+    (categorical); None otherwise."""
     try:
-        instances = _decoder(model.names, model.categorical).decode(body).instances
+        return _decoder(model.names, model.categorical).decode(body).instances
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return list(map(astuple, instances))
+
+
+def instance_columns(model: LoadedModel, instances: list[Any]) -> Columns | None:
+    """typed_columns of decoded rows. An all-numeric model's values stream into one float32
+    matrix (null as NaN) without a tuple list in between."""
+    if model.categorical or not model.numeric:
+        return typed_columns(model, list(map(astuple, instances)))
+    n, width = len(instances), len(model.numeric)
+    values = chain.from_iterable(map(astuple, instances))
+    try:
+        with np.errstate(over="ignore"):
+            numeric = np.fromiter(values, dtype=np.float32, count=n * width).reshape(n, width)
+    except TypeError:  # a numpy that does not read None as NaN here
+        return typed_columns(model, list(map(astuple, instances)))
+    if np.logical_or.reduce(np.isinf(numeric), axis=None):
+        return None
+    return Columns(n, numeric, {})
 
 
 def typed_columns(model: LoadedModel, rows: list[tuple[Any, ...]]) -> Columns | None:

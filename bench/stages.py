@@ -75,8 +75,10 @@ def _stages(
     seconds: float,
 ) -> list[Stage]:
     v1, v2 = v1_body(m.X[:n]), v2_body(m.X[:n])
-    rows = codec.typed_rows(model, v1)
-    columns = codec.typed_columns(model, rows)
+    instances = codec.typed_instances(model, v1)
+    assert instances is not None
+    columns = codec.instance_columns(model, instances)
+    assert columns is not None
     labels, proba = model.run(columns)
     served = Served(model, prediction_ids("0" * 24, n), labels, proba)
     chunk = Chunk(model.model_id, model.version)
@@ -84,8 +86,8 @@ def _stages(
     chunk.rows = n
     request = decode.parse(v2, None)
     calls: list[tuple[str, str, Callable[[], object]]] = [
-        ("v1", "parse JSON", lambda: codec.typed_rows(model, v1)),  # and check types
-        ("v1", "validate into columns", lambda: codec.typed_columns(model, rows)),
+        ("v1", "parse JSON", lambda: codec.typed_instances(model, v1)),  # and check types
+        ("v1", "validate into columns", lambda: codec.instance_columns(model, instances)),
         ("v1", "ONNX run (with feeds)", lambda: model.run(columns)),
         ("v1", "prediction ids", lambda: prediction_ids("0" * 24, n)),
         ("v1", "encode", lambda: codec.encode_predictions(m.name, served)),
