@@ -63,9 +63,9 @@ class Chunk:
         self.parts: list[Part] = []
 
     def record(self) -> LoggedBatch:
-        """The chunk in the log's storage form: one matrix per kind of value for all its rows."""
+        """The chunk in the log's storage form: one matrix per kind of value for all its rows,
+        the float matrices as each request's bytes in order (joined only by the database)."""
         parts = self.parts
-        numeric = np.concatenate([p.columns.numeric for p in parts])
         categorical = None
         if parts[0].columns.categorical:
             categorical = orjson.dumps(
@@ -78,18 +78,17 @@ class Chunk:
                 }
             )
         labels = np.concatenate([p.labels for p in parts]).tolist()
-        probas = [p.proba for p in parts if p.proba is not None]  # all or none: one model
-        proba = _float32_bytes(np.concatenate(probas)) if probas else None
+        probas = [_float32_bytes(p.proba) for p in parts if p.proba is not None]  # all or none
         return LoggedBatch(
             id=self.id,
             model_id=self.model_id,
             version=self.version,
             created_at=datetime.fromtimestamp(self.opened_at, UTC),
             rows=self.rows,
-            numeric=_float32_bytes(numeric),
+            numeric=[_float32_bytes(p.columns.numeric) for p in parts],
             categorical=categorical,
             labels=orjson.dumps(labels),
-            probabilities=proba,
+            probabilities=probas or None,
         )
 
 

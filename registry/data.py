@@ -243,9 +243,10 @@ def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
 
 @dataclass(frozen=True)
 class LoggedBatch:
-    """One served request for the prediction log, serialised by the caller off the request path.
+    """One logged batch of predictions, serialised by the caller off the request path.
 
-    `numeric` is the float32 matrix [rows, numeric features] as little-endian bytes,
+    `numeric` is the float32 matrix [rows, numeric features] as little-endian bytes, given as
+    pieces to be joined in order (one per request: a COPY sends them without joining them),
     `probabilities` likewise [rows, classes] (None for a regressor); `categorical`
     ({feature: [value or None per row]}, None without categorical features) and `labels` come
     as UTF-8 JSON, which PostgreSQL's binary COPY takes as it is.
@@ -256,10 +257,10 @@ class LoggedBatch:
     version: int
     created_at: datetime
     rows: int
-    numeric: bytes | memoryview
+    numeric: Sequence[bytes | memoryview]
     categorical: bytes | None
     labels: bytes
-    probabilities: bytes | memoryview | None
+    probabilities: Sequence[bytes | memoryview] | None
 
 
 _COLUMNS = "id, model_id, version, rows, numeric, categorical, labels, probabilities, created_at"
@@ -287,14 +288,23 @@ def copy_stream(batches: Sequence[LoggedBatch]) -> list[bytes | memoryview]:
         head = struct.pack("!hi", 9, len(ident)) + ident
         head += struct.pack("!iqiiii", 8, b.model_id, 4, b.version, 4, b.rows)
         pieces.append(head)
-        for value in (b.numeric, b.categorical, b.labels, b.probabilities):
+        for value in (b.numeric, _one(b.categorical), _one(b.labels), b.probabilities):
             if value is None:
                 pieces.append(_NULL)
             else:
-                pieces += (struct.pack("!i", memoryview(value).nbytes), value)
+                size = sum(memoryview(piece).nbytes for piece in value)
+                pieces += (struct.pack("!i", size), *value)
         pieces.append(struct.pack("!iq", 8, micros))
     pieces.append(_TRAILER)
     return pieces
+
+
+def _one(value: bytes | None) -> list[bytes] | None:
+    return None if value is None else [value]
+
+
+def _joined(pieces: Sequence[bytes | memoryview] | None) -> bytes | None:
+    return None if pieces is None else b"".join(pieces)
 
 
 def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
@@ -314,10 +324,10 @@ def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
             b.model_id,
             b.version,
             b.rows,
-            b.numeric,
+            _joined(b.numeric),
             _text(b.categorical),
             _text(b.labels),
-            b.probabilities,
+            _joined(b.probabilities),
             _sqlite_time(b.created_at),
         )
         for b in batches

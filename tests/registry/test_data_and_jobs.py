@@ -39,12 +39,12 @@ def _log(s, model, spec, rows: list[dict]) -> list[str]:  # type: ignore[no-unty
         version=1,
         created_at=utcnow(),
         rows=n,
-        numeric=numeric.tobytes(),
+        numeric=[numeric.tobytes()],
         categorical=json.dumps(
             {f: [r[f] for r in rows] for f in spec.categorical_features}
         ).encode(),
         labels=json.dumps(["no"] * n).encode(),
-        probabilities=np.full((n, 2), 0.5, dtype="<f4").tobytes(),
+        probabilities=[np.full((n, 2), 0.5, dtype="<f4").tobytes()],
     )
     data.log_predictions(s, [batch])
     return data.prediction_ids(batch.id, n)

@@ -54,11 +54,16 @@ def _batch(model_id: int, rows: int, seed: int) -> LoggedBatch:
         version=1,
         created_at=datetime.now(UTC),
         rows=rows,
-        numeric=numeric.tobytes(),
+        numeric=[numeric[: rows // 2].tobytes(), numeric[rows // 2 :].tobytes()],
         categorical=b'{"color": ["red"]}' if rows == 1 else None,
         labels=b'["no"]' if rows == 1 else b"[]",
         probabilities=None,
     )
+
+
+def _matrix(batch: LoggedBatch) -> bytes:
+    """The numeric matrix's bytes, its pieces joined."""
+    return b"".join(batch.numeric)
 
 
 def _stored(pg: Database) -> dict[str, tuple[int, bytes]]:
@@ -71,7 +76,7 @@ def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, 
     small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many pipe fills
     writer.write([small, large])
     stored = _stored(pg)
-    assert stored == {small.id: (1, small.numeric), large.id: (50_000, large.numeric)}
+    assert stored == {small.id: (1, _matrix(small)), large.id: (50_000, _matrix(large))}
     with pg.session() as s:
         batch = s.get(PredictionBatch, small.id)
         assert batch is not None
@@ -123,7 +128,7 @@ def test_a_child_killed_during_a_write_fails_that_write_and_the_retry_succeeds(
     assert len(errors) == 1 and isinstance(errors[0], LogWriteError)
     assert big.id not in _stored(pg)
     writer.write([big])
-    assert _stored(pg)[big.id] == (50_000, big.numeric)
+    assert _stored(pg)[big.id] == (50_000, _matrix(big))
 
 
 def test_a_failed_write_names_its_error_and_the_next_one_succeeds(
