@@ -174,31 +174,32 @@ def instance_columns(model: LoadedModel, instances: list[Any]) -> Columns | None
         return typed_columns(model, list(map(astuple, instances)))
     n, width = len(instances), len(model.numeric)
     values = chain.from_iterable(map(astuple, instances))
-    try:
-        with np.errstate(over="ignore"):
-            numeric = np.fromiter(values, dtype=np.float32, count=n * width).reshape(n, width)
-    except TypeError:  # a numpy that does not read None as NaN here
-        return typed_columns(model, list(map(astuple, instances)))
-    if np.logical_or.reduce(np.isinf(numeric), axis=None):
-        return None
-    return Columns(n, numeric, {})
+    numeric = _float32(lambda: np.fromiter(values, np.float32, count=n * width).reshape(n, width))
+    return None if numeric is None else Columns(n, numeric, {})
 
 
 def typed_columns(model: LoadedModel, rows: list[tuple[Any, ...]]) -> Columns | None:
     """Columns from rows in feature order whose values have the right types (null as NaN or
     MISSING_CATEGORY); None if a number overflows a float32."""
-    numeric = np.empty((len(rows), 0), dtype=np.float32)
+    numeric: np.ndarray | None = np.empty((len(rows), 0), dtype=np.float32)
     if model.numeric:  # one conversion for every numeric column: per-column calls add up
         picked = list(map(_picker(model.numeric_at), rows)) if model.categorical else rows
-        with np.errstate(over="ignore"):
-            numeric = np.array(picked, dtype=np.float32)  # null becomes NaN
-        if np.logical_or.reduce(np.isinf(numeric), axis=None):  # no Python-level wrapper
-            return None
+        numeric = _float32(lambda: np.array(picked, dtype=np.float32))
+    if numeric is None:
+        return None
     categorical = {}
     for name, at in zip(model.categorical, model.categorical_at, strict=True):
         values = [MISSING_CATEGORY if r[at] is None else r[at] for r in rows]
         categorical[name] = np.asarray(values, dtype=object)
     return Columns(len(rows), numeric, categorical)
+
+
+def _float32(convert: Callable[[], np.ndarray]) -> np.ndarray | None:
+    """The float32 matrix `convert` makes (numpy reads null as NaN), or None if a number
+    overflowed a float32 and became inf."""
+    with np.errstate(over="ignore"):
+        matrix = convert()
+    return None if np.logical_or.reduce(np.isinf(matrix), axis=None) else matrix
 
 
 @lru_cache(maxsize=64)
