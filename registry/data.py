@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.errors import InvalidData
-from registry.models import LabelledRow, Model, Prediction, PredictionBatch
+from registry.models import LabelledRow, Model, ModelVersion, Prediction, PredictionBatch
 from registry.validation import Problem, feature_problems, label_problem
 from tuning.spec import ModelSpec
 
@@ -93,6 +93,10 @@ def _batches(session: Session, model_id: int, batch_ids: Iterable[str]) -> dict[
             PredictionBatch.numeric,
             PredictionBatch.categorical,
             PredictionBatch.features,
+            PredictionBatch.version,
+            PredictionBatch.labels,
+            PredictionBatch.probabilities,
+            PredictionBatch.created_at,
         ).where(PredictionBatch.model_id == model_id, PredictionBatch.id.in_(wanted))
     )
     return {batch: rest for batch, *rest in rows}
@@ -175,7 +179,7 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
             explicit.append(
                 {"model_id": model.id, "features": features, "label": label, "source": "feedback"}
             )
-    stored = _features_of(session, model.id, spec, by_id)
+    stored, served = _logged_rows(session, model.id, spec, by_id)
     for pid, (i, _) in by_id.items():
         if pid not in stored:
             problems.append(
@@ -200,6 +204,7 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
                     "features": stored[pid],
                     "label": label,
                     "source": "feedback",
+                    **served[pid].outcome(label),
                 }
                 for pid, (_, label) in by_id.items()
             ],
@@ -207,22 +212,87 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
     return len(explicit) + len(by_id)
 
 
-def _features_of(
+@dataclass(frozen=True)
+class Served:
+    """What the log says was served for one prediction: version, answer, when, and the
+    probability of each class of that version (None for a regressor or an older log row)."""
+
+    version: int | None
+    answer: Any
+    at: datetime | None
+    probabilities: dict[str, float] | None
+
+    def outcome(self, label: Any) -> dict[str, Any]:
+        """The labelled row's record of how the served answer did against the true label."""
+        error = None
+        if self.answer is not None:
+            if isinstance(label, str):
+                error = 0.0 if str(self.answer) == label else 1.0
+            else:
+                error = abs(float(self.answer) - float(label))
+        proba = None if self.probabilities is None else self.probabilities.get(str(label), 0.0)
+        return {
+            "served_version": self.version,
+            "served": self.answer,
+            "error": error,
+            "true_proba": proba,
+            "predicted_at": self.at,
+        }
+
+
+NOT_SERVED = Served(None, None, None, None)
+
+
+def _logged_rows(
     session: Session, model_id: int, spec: ModelSpec, ids: Iterable[str]
-) -> dict[str, dict]:
-    """The logged features of each known prediction id, read from its batch."""
+) -> tuple[dict[str, dict], dict[str, Served]]:
+    """The logged features of each known prediction id and what was served for it, read from
+    its batch (each batch's JSON and matrices decoded once)."""
     numeric_names = spec.numeric_features
-    found = {}
-    for pid, (rows, numeric, categorical, legacy), at in _logged(session, model_id, ids):
+    features_of: dict[str, dict] = {}
+    served_of: dict[str, Served] = {}
+    decoded: dict[int, tuple[np.ndarray | None, list[Any] | None, np.ndarray | None]] = {}
+    classes = _version_classes(session, model_id)
+    for pid, batch, at in _logged(session, model_id, ids):
+        rows, numeric, categorical, legacy, version, labels, probabilities, created = batch
         if numeric is None:  # logged before revision 0003: JSON by feature
-            found[pid] = {name: values[at] for name, values in legacy.items()}
+            features_of[pid] = {name: values[at] for name, values in legacy.items()}
+            served_of[pid] = NOT_SERVED
             continue
-        matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))
+        key = id(batch)
+        if key not in decoded:
+            matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))
+            answers = labels if isinstance(labels, list) else None
+            names = classes.get(version)
+            probas = None
+            if probabilities is not None and names:
+                probas = np.frombuffer(probabilities, dtype="<f4").reshape(rows, len(names))
+            decoded[key] = (matrix, answers, probas)
+        matrix, answers, probas = decoded[key]
         features = dict(zip(numeric_names, _floats(matrix[at]), strict=True))
         for name, values in (categorical or {}).items():
             features[name] = values[at]
-        found[pid] = features
-    return found
+        features_of[pid] = features
+        names = classes.get(version)
+        served_of[pid] = Served(
+            version,
+            None if answers is None else answers[at],
+            created,
+            None
+            if probas is None or not names
+            else dict(zip(names, probas[at].tolist(), strict=True)),
+        )
+    return features_of, served_of
+
+
+def _version_classes(session: Session, model_id: int) -> dict[int, list[str]]:
+    """Each version's classes in the order of its probability columns."""
+    rows = session.execute(
+        select(ModelVersion.version, ModelVersion.classes).where(
+            ModelVersion.model_id == model_id, ModelVersion.classes.is_not(None)
+        )
+    )
+    return {version: classes for version, classes in rows if classes}
 
 
 def _floats(values: np.ndarray) -> list[float | None]:
@@ -236,7 +306,10 @@ def _upsert_by_prediction(session: Session, rows: list[dict[str, Any]]) -> None:
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LabelledRow)
     stmt = stmt.on_conflict_do_update(
         index_elements=["model_id", "prediction_id"],
-        set_={"label": stmt.excluded.label, "created_at": stmt.excluded.created_at},
+        set_={
+            name: getattr(stmt.excluded, name)
+            for name in ("label", "created_at", "error", "true_proba")
+        },
     )
     session.execute(stmt, rows)
 

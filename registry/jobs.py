@@ -22,7 +22,14 @@ from registry.errors import Conflict, NotFound
 from registry.models import JOB_OPEN, Job, Model, utcnow
 
 
-def submit(session: Session, model: Model, *, trigger: str, actor: str) -> tuple[Job, bool]:
+def submit(
+    session: Session,
+    model: Model,
+    *,
+    trigger: str,
+    actor: str,
+    options: dict[str, Any] | None = None,
+) -> tuple[Job, bool]:
     """Create a retrain job for the model, or join the open one. Returns (job, created).
 
     The caller sends the task only after this transaction commits (and the platform re-sends
@@ -31,7 +38,7 @@ def submit(session: Session, model: Model, *, trigger: str, actor: str) -> tuple
     existing = open_job(session, model.id)
     if existing is not None:
         return existing, False
-    job = Job(model_id=model.id, trigger=trigger, status="queued", progress=0.0)
+    job = Job(model_id=model.id, trigger=trigger, status="queued", progress=0.0, options=options)
     try:
         with session.begin_nested():
             session.add(job)
@@ -45,7 +52,7 @@ def submit(session: Session, model: Model, *, trigger: str, actor: str) -> tuple
         model.id,
         "retrain_requested",
         actor=actor,
-        detail={"job_id": job.id, "trigger": trigger},
+        detail={"job_id": job.id, "trigger": trigger, **({"options": options} if options else {})},
     )
     return job, True
 
@@ -124,6 +131,30 @@ def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> b
     return True
 
 
+def supersede(session: Session, job: Job, *, reason: str) -> None:
+    """End an open job because newer data makes its work moot (a detected change): its
+    running attempt sees it is no longer live at its next heartbeat and drops its work."""
+    job.status, job.error, job.finished_at = "failed", f"superseded: {reason}", utcnow()
+    events.record(
+        session,
+        job.model_id,
+        "retrain_superseded",
+        actor="monitor",
+        reason=reason,
+        detail={"job_id": job.id, "trigger": job.trigger},
+    )
+
+
+def last_created(session: Session, model_id: int, *, triggers: tuple[str, ...]) -> Job | None:
+    """The newest job of the model with one of these triggers."""
+    return session.scalar(
+        select(Job)
+        .where(Job.model_id == model_id, Job.trigger.in_(triggers))
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+
+
 def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> list[str]:
     """Re-queue running jobs whose heartbeat is older than `timeout` seconds; fail those that
     used up their attempts. Returns the ids to send again."""
@@ -194,6 +225,7 @@ def as_dict(job: Job) -> dict[str, Any]:
         "status": job.status,
         "progress": round(job.progress, 4),
         "trigger": job.trigger,
+        "options": job.options,
         "attempts": job.attempts,
         "result": job.result,
         "error": job.error,

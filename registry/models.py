@@ -71,6 +71,10 @@ class Model(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     classes: Mapped[list[str] | None] = mapped_column(JSON)
+    # The newest detected change of the champion's error (tuning.drift.ConceptChange, with the
+    # labelled-row id where the new regime starts), and the newest data-drift report.
+    change: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data_drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -86,7 +90,7 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-STAGES = ("champion", "archived", "rejected", "challenger")
+STAGES = ("champion", "archived", "rejected", "challenger", "retired")
 
 
 class ModelVersion(Base):
@@ -170,11 +174,16 @@ class LabelledRow(Base):
     """A training row: uploaded data or feedback. The id orders rows by arrival.
 
     A prediction id is labelled at most once per model (NULLs, i.e. uploads, never clash).
+    Feedback on a logged prediction also keeps what was served for it, so live performance is
+    a query: the version, its answer, the row's error (0/1 for a classifier, the absolute error
+    of a regressor), the probability it gave the true class, and when it was predicted (late
+    labels count at that time).
     """
 
     __tablename__ = "labelled_rows"
     __table_args__ = (
         UniqueConstraint("model_id", "prediction_id", name="uq_labelled_rows_prediction"),
+        Index("ix_labelled_rows_model_id_predicted_at", "model_id", "predicted_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -183,6 +192,11 @@ class LabelledRow(Base):
     features: Mapped[dict[str, Any]] = mapped_column(JSON)
     label: Mapped[Any] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(String(16))
+    served_version: Mapped[int | None] = mapped_column(Integer)
+    served: Mapped[Any] = mapped_column(JSON)
+    error: Mapped[float | None] = mapped_column(Float)
+    true_proba: Mapped[float | None] = mapped_column(Float)
+    predicted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -208,6 +222,8 @@ class Job(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     trigger: Mapped[str] = mapped_column(String(32))
+    # {"reaction": true, "since_row_id": n}: a fast retrain on the rows after a detected change.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

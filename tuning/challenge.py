@@ -54,20 +54,41 @@ class NotEnoughData(ValueError):
     """Too few rows to train and hold out a fair evaluation set."""
 
 
+def holdout_start(
+    spec: ModelSpec, n: int, *, champion_end: int | None = None, change_start: int | None = None
+) -> int:
+    """Position where the newest hold-out starts.
+
+    The hold-out is taken from the rows that are new to the judge: after the last row the
+    champion trained on and after the start of the current regime (a detected change), never
+    before either. It is ``holdout_fraction`` of those rows, but at least ``min_holdout`` of
+    them while there are that many, so a decision is never made on a handful of rows when more
+    fresh ones exist.
+    """
+    fresh_from = max(champion_end or 0, change_start or 0, 0)
+    fresh = max(n - fresh_from, 0)
+    wanted = max(round(fresh * spec.retrain.holdout_fraction), spec.promotion.min_holdout, 1)
+    return n - min(wanted, fresh)
+
+
 def split(spec: ModelSpec, n: int) -> int:
-    """Position where the newest hold-out starts."""
-    holdout = max(round(n * spec.retrain.holdout_fraction), 1)
-    return n - holdout
+    """Position where the newest hold-out starts when every row is new to the judge."""
+    return holdout_start(spec, n)
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training rows (oldest first) and the newest hold-out the decision is made on."""
+    """Training rows (oldest first) and the newest hold-out the decision is made on.
+
+    change_start: position of the first row of the current regime (a detected change) within
+    the training rows, or None; windows and validation rows never reach before it.
+    """
 
     X_train: pd.DataFrame
     y_train: np.ndarray
     X_hold: pd.DataFrame
     y_hold: np.ndarray
+    change_start: int | None = None
 
     @property
     def holdout(self) -> tuple[int, int]:
@@ -75,16 +96,34 @@ class Split:
         return start, start + len(self.y_hold)
 
 
-def prepare(spec: ModelSpec, rows: list[dict[str, Any]], labels: list[Any]) -> Split:
-    """Type the rows and hold out the newest; NotEnoughData when a fair split is impossible."""
+def prepare(
+    spec: ModelSpec,
+    rows: list[dict[str, Any]],
+    labels: list[Any],
+    *,
+    champion_end: int | None = None,
+    change_start: int | None = None,
+) -> Split:
+    """Type the rows and hold out the newest; NotEnoughData when a fair split is impossible.
+
+    champion_end: position after the last row the champion trained on; change_start: position
+    of the first row after a detected change. Both only narrow the hold-out (see holdout_start).
+    """
     n = len(rows)
-    start = split(spec, n)
+    start = holdout_start(spec, n, champion_end=champion_end, change_start=change_start)
     if start < 20 or n - start < 5:
-        raise NotEnoughData(f"{n} labelled rows are too few to train and hold out (need ~30)")
+        raise NotEnoughData(
+            f"{n} labelled rows with {n - start} new to the champion are too few to train and "
+            "hold out (need ~30, and 5 rows it has not seen)"
+        )
     X, y = frame(spec, rows), target(spec, labels)
-    if spec.task == "classification" and len(np.unique(y[:start])) < 2:
+    recent = change_start if change_start is not None and 0 < change_start < start else None
+    first = recent or 0
+    if start - first < 10:
+        raise NotEnoughData(f"only {start - first} training rows since the detected change")
+    if spec.task == "classification" and len(np.unique(y[first:start])) < 2:
         raise NotEnoughData("the training rows hold a single class")
-    return Split(X.iloc[:start], y[:start], X.iloc[start:], y[start:])
+    return Split(X.iloc[:start], y[:start], X.iloc[start:], y[start:], recent)
 
 
 def warm_rows_end(champion: Champion | None, data: Split) -> int | None:
@@ -103,7 +142,7 @@ def challenge(
     progress: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Train one challenger on all but the newest rows and judge it against the champion."""
-    data = prepare(spec, rows, labels)
+    data = prepare(spec, rows, labels, champion_end=champion.rows_end if champion else None)
 
     def report(fraction: float) -> None:
         if progress is not None:
@@ -115,6 +154,7 @@ def challenge(
         data.y_train,
         champion=champion.pipeline if champion else None,
         champion_rows_end=warm_rows_end(champion, data),
+        recent_start=data.change_start,
         progress=report,
     )
     return conclude(spec, data, result, champion)

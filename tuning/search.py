@@ -49,6 +49,7 @@ def tune(
     *,
     champion: Pipeline | None = None,
     champion_rows_end: int | None = None,
+    recent_start: int | None = None,
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> TuneResult:
@@ -56,12 +57,14 @@ def tune(
 
     champion / champion_rows_end: the serving pipeline and the end position (exclusive) of
     the rows it was trained on, for the warm start; None means every row is new to it.
+    recent_start: position of the first row of the current regime (after a detected change):
+    no training window and no validation row reaches before it.
     progress(fraction) is called as work advances; an exception it raises aborts the tune.
     """
     X, y = data.normalize(spec, X), data.target(spec, y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    state = plan(spec, len(X), seed=seed)
+    state = plan(spec, len(X), seed=seed, recent_start=recent_start)
     warm_fits = 1 if champion is not None and spec.retrain.warm_start else 0
     planned, done = _planned_fits(len(state.runs)) + warm_fits, 0
 

@@ -54,12 +54,37 @@ class RetrainSettings(_Strict):
         description="Parameters pinned for every candidate, e.g. {'scaler': 'standard', 'C': 1.0}.",
     )
     windows: list[int | None] = Field(
-        default_factory=lambda: [None],
-        description="Training windows searched: null is all rows, N the most recent N rows.",
+        default_factory=lambda: [None, 4000, 1500, 500],
+        description="Training windows searched: null is all rows, N the most recent N rows. "
+        "After a detected change every window starts at the change at the earliest.",
     )
-    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    holdout_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=0.9,
+        description="Share of the rows new to the champion (after a detected change: of the "
+        "rows since it) held out, newest first, to judge champion and challenger on.",
+    )
     warm_start: bool = Field(default=True, description="Also continue the champion on new rows.")
     seed: int = 0
+    on_drift: bool = Field(
+        default=True, description="A detected change (concept or data) triggers a retrain."
+    )
+    drift_cooldown_seconds: float = Field(
+        default=30.0, ge=0, description="Least time between two retrains triggered by changes."
+    )
+    reaction_rows: int = Field(
+        default=150,
+        ge=20,
+        description="Labelled rows after a detected concept change before the fast reaction "
+        "retrain runs on them.",
+    )
+    reaction_candidates: int = Field(
+        default=4, ge=1, le=50, description="Refit configurations of the fast reaction retrain."
+    )
+    reaction_seconds: float = Field(
+        default=8.0, gt=0, description="Wall-clock budget of the fast reaction retrain's search."
+    )
 
     @field_validator("windows")
     @classmethod
@@ -85,6 +110,29 @@ class PromotionSettings(_Strict):
     bootstrap_samples: int = Field(default=2000, ge=100, le=100_000)
 
 
+class DriftSettings(_Strict):
+    """How changes are detected on the live traffic of the champion."""
+
+    delta: float = Field(
+        default=0.002,
+        gt=0,
+        lt=1,
+        description="ADWIN's confidence on the champion's error stream: smaller is slower and "
+        "raises fewer false alarms.",
+    )
+    min_rows: int = Field(
+        default=100, ge=10, description="Labelled rows of a champion before its errors are tested."
+    )
+    psi_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        description="Population stability index above which a feature counts as drifted.",
+    )
+    data_window: int = Field(
+        default=2000, ge=100, description="Newest logged predictions compared per feature."
+    )
+
+
 class ModelSpec(_Strict):
     """A model as its user declares it."""
 
@@ -101,6 +149,7 @@ class ModelSpec(_Strict):
     )
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:

@@ -63,6 +63,7 @@ class SearchState:
     """Everything between two steps of the search, so that any worker can take the next one.
 
     n: rows of the training frame; the newest n - n_train are the shared validation rows.
+    floor: first row of the current regime (after a detected change), or None.
     alive: indices of the runs still racing, best first (by the previous rung; run order at
     rung 0). Once finished, the successful runs of the last rung, best first: the order the
     final refit tries them in. deadline: epoch seconds (time.time()).
@@ -77,6 +78,7 @@ class SearchState:
     deadline: float
     trials: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
+    floor: int | None = None  # first row of the current regime; no window starts before it
 
     def to_json(self) -> dict[str, Any]:
         """A deep, plain-JSON copy (raises if anything in it is not strict JSON)."""

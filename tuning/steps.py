@@ -29,13 +29,16 @@ from tuning.warm import warm_start
 MIN_VALIDATION_ROWS = 5
 MIN_TRAIN_ROWS = 10
 MIN_RUNG_ROWS = 30
+MAX_VALIDATION_ROWS = 1000  # the newest rows rank candidates; more would reach into the past
 RUNGS = 3  # training sizes 1/3, 2/3 and all of the window
 KEEP = 3  # keep the best 1/KEEP of the candidates at each rung
 LAST = RUNGS - 1
 
 
-def _window_start(end: int, window: int | None) -> int:
-    return 0 if window is None else max(0, end - window)
+def _window_start(end: int, window: int | None, floor: int | None = None) -> int:
+    """First row of a window ending at `end`; never before `floor` (a detected change)."""
+    start = 0 if window is None else max(0, end - window)
+    return max(start, floor or 0)
 
 
 def _rung_rows(run: Run, rung: int, n_train: int) -> tuple[int, int]:
@@ -56,24 +59,35 @@ def _rank(spec: ModelSpec, runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: (math.inf if r.score is None else -sign * r.score, r.index))
 
 
-def plan(spec: ModelSpec, n_rows: int, *, seed: int | None = None) -> SearchState:
-    """Draw the configurations and windows (all randomness of the search) and set rung 0."""
+def plan(
+    spec: ModelSpec, n_rows: int, *, seed: int | None = None, recent_start: int | None = None
+) -> SearchState:
+    """Draw the configurations and windows (all randomness of the search) and set rung 0.
+
+    The validation rows are the newest ``holdout_fraction`` of the rows of the current regime
+    (all rows, or those from ``recent_start`` on), at most MAX_VALIDATION_ROWS; every window
+    starts at ``recent_start`` at the earliest.
+    """
     seed = spec.retrain.seed if seed is None else int(seed)
-    n_val = max(MIN_VALIDATION_ROWS, math.ceil(spec.retrain.holdout_fraction * n_rows))
+    floor = recent_start if recent_start and 0 < recent_start < n_rows else None
+    regime = n_rows - (floor or 0)
+    n_val = max(MIN_VALIDATION_ROWS, math.ceil(spec.retrain.holdout_fraction * regime))
+    n_val = min(n_val, MAX_VALIDATION_ROWS)
     n_train = n_rows - n_val
-    if n_train < MIN_TRAIN_ROWS:
-        raise TuningError(f"{n_rows} rows are too few to tune (need {MIN_TRAIN_ROWS + n_val})")
+    if n_train - (floor or 0) < MIN_TRAIN_ROWS:
+        raise TuningError(f"{regime} rows are too few to tune (need {MIN_TRAIN_ROWS + n_val})")
     deadline = time.time() + spec.retrain.max_seconds
     rng = np.random.default_rng(seed)
     configs = sample_configs(spec, spec.retrain.max_candidates, rng)
     windows = spec.retrain.windows
     runs = [
-        Run(i, jsonable(cfg), w, _window_start(n_train, w))
+        Run(i, jsonable(cfg), w, _window_start(n_train, w, floor))
         for i, cfg in enumerate(configs)
         for w in [windows[int(rng.integers(len(windows)))]]
     ]
     rung = LAST if len(runs) == 1 else 0  # a lone run goes straight to the full window
-    return SearchState(seed, n_rows, n_train, runs, rung, [r.index for r in runs], deadline)
+    alive = [r.index for r in runs]
+    return SearchState(seed, n_rows, n_train, runs, rung, alive, deadline, floor=floor)
 
 
 def pending(state: SearchState) -> list[FitTask]:
@@ -206,7 +220,8 @@ def _finish(
     if not state.finished:
         raise ValueError(f"the search is still at rung {state.rung}; advance it first")
     trials: list[dict[str, Any]] = json.loads(json.dumps(state.trials))
-    best = _final_refit(spec, [state.runs[i] for i in state.alive], X, y, state.seed, trials)
+    alive = [state.runs[i] for i in state.alive]
+    best = _final_refit(spec, alive, X, y, state.seed, trials, state.floor)
     tick()
     if champion is not None and spec.retrain.warm_start:
         metric, sign = str(spec.metric), _sign(spec)
@@ -222,7 +237,13 @@ def _finish(
 
 
 def _final_refit(
-    spec: ModelSpec, ranked: list[Run], X: pd.DataFrame, y: np.ndarray, seed: int, trials: list
+    spec: ModelSpec,
+    ranked: list[Run],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    seed: int,
+    trials: list,
+    floor: int | None = None,
 ) -> Candidate:
     """Refit the best configuration on its window ending at the newest row.
 
@@ -231,7 +252,7 @@ def _final_refit(
     """
     n, errors = len(X), []
     for run in ranked:
-        start, t0 = _window_start(n, run.window), time.monotonic()
+        start, t0 = _window_start(n, run.window, floor), time.monotonic()
         trial = {"kind": "refit", "stage": "final", "run": run.index}
         trial["config"] = jsonable(run.config)
         trial.update(window=run.window, rows=[start, n], validation_score=run.score)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from worker.broker import TICK_TASK, broker_conf
+from worker.broker import MONITOR_TASK, TICK_TASK, broker_conf
 from worker.settings import WorkerSettings
 
 
@@ -25,7 +25,15 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         beat_schedule_filename=str((settings.home / "celerybeat-schedule").resolve()),
-        beat_schedule={"loopserve-tick": {"task": TICK_TASK, "schedule": settings.tick_seconds}},
+        beat_schedule={
+            "loopserve-tick": {"task": TICK_TASK, "schedule": settings.tick_seconds},
+            "loopserve-monitor": {
+                "task": MONITOR_TASK,
+                "schedule": settings.monitor_seconds,
+                # a pass that waited longer than a few periods is stale: the next one is due
+                "options": {"expires": max(5.0, 5 * settings.monitor_seconds)},
+            },
+        },
     )
     app.conf.update(broker_conf(settings))
     return app

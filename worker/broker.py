@@ -11,6 +11,7 @@ from worker.settings import WorkerSettings
 
 RETRAIN_TASK = "loopserve.retrain"
 TICK_TASK = "loopserve.tick"
+MONITOR_TASK = "loopserve.monitor"
 
 
 def broker_conf(settings: WorkerSettings) -> dict[str, Any]:

@@ -42,7 +42,8 @@ class JobDataCache:
 
 def start(app: Any, job: JobData) -> None:
     """Plan the search and launch its first rung."""
-    launch(app, job.job_id, job.attempt, plan(job.spec, len(job.data.y_train)))
+    state = plan(job.spec, len(job.data.y_train), recent_start=job.data.change_start)
+    launch(app, job.job_id, job.attempt, state)
 
 
 def launch(app: Any, job_id: str, attempt: int, state: SearchState) -> None:

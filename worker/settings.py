@@ -19,6 +19,12 @@ class WorkerSettings(BaseSettings):
     tick_seconds: float = Field(
         default=5.0, gt=0, description="How often beat checks schedules, label counts, stale jobs."
     )
+    monitor_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often beat has the champions' live errors and inputs checked for "
+        "changes.",
+    )
     heartbeat_seconds: float = Field(default=2.0, gt=0, description="Job heartbeat period.")
     job_timeout_seconds: float = Field(
         default=60.0, gt=0, description="A running job silent this long is re-queued."

@@ -12,7 +12,8 @@ from registry.notify import ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
 from worker import fanout
 from worker.app import app
-from worker.broker import RETRAIN_TASK, TICK_TASK
+from worker.broker import MONITOR_TASK, RETRAIN_TASK, TICK_TASK
+from worker.monitor import watch
 from worker.settings import WorkerSettings
 from worker.training import Heartbeat, JobLost, claim, conclude_and_register, guard, run_local
 from worker.triggers import tick
@@ -81,5 +82,15 @@ def periodic_tick() -> None:
     result = tick(db, settings)
     for model, trigger in result.created.items():
         log.info("retrain of %s triggered by %s", model, trigger)
+    for job_id in result.send:
+        app.send_task(RETRAIN_TASK, args=[job_id])
+
+
+@app.task(name=MONITOR_TASK, ignore_result=True)
+def monitor() -> None:
+    db, _, _, _ = _process()
+    result = watch(db)
+    for model, kinds in result.detected.items():
+        log.info("%s: detected %s", model, ", ".join(kinds))
     for job_id in result.send:
         app.send_task(RETRAIN_TASK, args=[job_id])

@@ -8,6 +8,7 @@ nothing.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import traceback
@@ -26,6 +27,7 @@ from tuning import persist
 from tuning.challenge import Champion, NotEnoughData, Outcome, Split, conclude, prepare
 from tuning.challenge import warm_rows_end as _warm_rows_end
 from tuning.search import TuneResult, TuningError, tune
+from tuning.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,12 @@ def claim(db: Database, job_id: str, *, worker: str) -> JobData | None:
 
 
 def load(db: Database, job_id: str, attempt: int) -> JobData:
-    """The rows (up to the job's last row id, so every task sees the same), spec and champion."""
+    """The rows (up to the job's last row id, so every task sees the same), spec and champion.
+
+    After a detected change the rows before it stay loaded (the warm start and the lineage
+    need their positions), but no window, validation or hold-out row reaches before it; a
+    reaction job (options.reaction) searches with the spec's small reaction budget.
+    """
     with db.session() as s:
         job = jobs.get(s, job_id)
         if not jobs.is_current(s, job_id, attempt=attempt):
@@ -115,6 +122,9 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
         model = s.get(Model, job.model_id)
         assert model is not None
         spec = catalog.spec_of(model)
+        if (job.options or {}).get("reaction"):
+            spec = reaction_spec(spec)
+        change_row = (model.change or {}).get("start_row_id")
         ids, rows, labels = data.training_rows(s, model.id, until_id=job.last_row_id)
         current = catalog.champion(s, model.id)
         champion, window = None, None
@@ -127,9 +137,26 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
             rows_end = sum(1 for i in ids if until is not None and i <= until)
             onnx = catalog.get_artifact(s, current.onnx_sha256)
             champion = Champion(current.version, onnx, pipeline, rows_end or None)
-    return JobData(
-        job_id, attempt, model.name, spec, ids, prepare(spec, rows, labels), champion, window
+    change_start = bisect.bisect_left(ids, change_row) if change_row is not None else None
+    split = prepare(
+        spec,
+        rows,
+        labels,
+        champion_end=champion.rows_end if champion else None,
+        change_start=change_start or None,
     )
+    return JobData(job_id, attempt, model.name, spec, ids, split, champion, window)
+
+
+def reaction_spec(spec: ModelSpec) -> ModelSpec:
+    """The spec with the fast reaction's budget: a few candidates, seconds of search."""
+    retrain = spec.retrain.model_copy(
+        update={
+            "max_candidates": spec.retrain.reaction_candidates,
+            "max_seconds": spec.retrain.reaction_seconds,
+        }
+    )
+    return spec.model_copy(update={"retrain": retrain})
 
 
 @contextmanager
@@ -163,6 +190,7 @@ def run_local(
                 job.data.y_train,
                 champion=job.champion.pipeline if job.champion else None,
                 champion_rows_end=job.warm_rows_end,
+                recent_start=job.data.change_start,
                 progress=lambda f: beat.progress(0.9 * f),
             )
             outcome = conclude(job.spec, job.data, result, job.champion)
@@ -240,6 +268,9 @@ def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
         "last_row_id": ids[end - 1],
         "rows": end - start,
         "window": cand.window,
+        "since_change_row_id": (
+            ids[job.data.change_start] if job.data.change_start is not None else None
+        ),
         "holdout": {
             "first_row_id": ids[hold_start],
             "last_row_id": ids[hold_end - 1],

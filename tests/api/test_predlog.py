@@ -72,7 +72,7 @@ def test_requests_of_one_version_share_a_row_and_ids_find_their_features(db, mod
     assert sorted(_logged_rows(db)) == [(1, 3), (2, 1)]
     assert len({i[:24] for i in ids}) == 1 and other[0][:24] != ids[0][:24]
     with db.session() as s:
-        found = data._features_of(s, model_id, churn_spec(), [*ids, *other])
+        found = data._logged_rows(s, model_id, churn_spec(), [*ids, *other])[0]
         assert data.missing_predictions(s, model_id, [*ids, ids[0][:24] + "00000003"]) == {
             ids[0][:24] + "00000003"
         }
@@ -175,7 +175,7 @@ def test_on_postgres_a_child_process_writes_the_log(postgres_url) -> None:  # ty
     log.close()
     assert writer.pid is None  # closing the log ends the child
     with db.session() as s:
-        found = data._features_of(s, model_id, churn_spec(), ids)
+        found = data._logged_rows(s, model_id, churn_spec(), ids)[0]
     db.dispose()
     assert [found[i]["x1"] for i in ids] == [0.5, None]
     assert [found[i]["color"] for i in ids] == ["red", None]

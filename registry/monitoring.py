@@ -1,0 +1,185 @@
+"""What monitoring reads and writes: served outcomes, the newest inputs, detected changes.
+
+Everything here is a query over rows every replica and worker shares, so live performance and
+the detectors' view are the same everywhere and survive restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from registry import events
+from registry.models import Event, LabelledRow, Model, ModelVersion, PredictionBatch
+from tuning import data as tdata
+from tuning.spec import ModelSpec
+
+CHANGE_EVENTS = ("change_detected", "data_drift_detected")
+VERSION_EVENTS = ("promoted", "rolled_back")
+
+
+@dataclass
+class Outcomes:
+    """Labelled served predictions, ordered by prediction time (late labels count there)."""
+
+    row_ids: np.ndarray
+    at: list[datetime]
+    versions: np.ndarray
+    labels: np.ndarray
+    served: np.ndarray
+    errors: np.ndarray
+    true_proba: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+
+def outcomes(
+    session: Session, model_id: int, spec: ModelSpec, *, limit: int, version: int | None = None
+) -> Outcomes:
+    """The newest `limit` labelled served predictions of a model (of one version if given)."""
+    query = select(
+        LabelledRow.id,
+        LabelledRow.predicted_at,
+        LabelledRow.served_version,
+        LabelledRow.label,
+        LabelledRow.served,
+        LabelledRow.error,
+        LabelledRow.true_proba,
+    ).where(LabelledRow.model_id == model_id, LabelledRow.error.is_not(None))
+    if version is not None:
+        query = query.where(LabelledRow.served_version == version)
+    rows = session.execute(
+        query.order_by(LabelledRow.predicted_at.desc(), LabelledRow.id.desc()).limit(limit)
+    ).all()[::-1]
+    regression = spec.task == "regression"
+    kind = np.float64 if regression else object
+    return Outcomes(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        [r[1] for r in rows],
+        np.array([r[2] for r in rows], dtype=np.int64),
+        np.array([r[3] if regression else str(r[3]) for r in rows], dtype=kind),
+        np.array([r[4] if regression else str(r[4]) for r in rows], dtype=kind),
+        np.array([r[5] for r in rows], dtype=np.float64),
+        np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+    )
+
+
+def error_stream(
+    session: Session, model_id: int, version: int, *, after_row_id: int, limit: int
+) -> tuple[list[int], list[float]]:
+    """Row ids and errors of a version's labelled predictions after a row id, in arrival
+    order: what the concept detector replays. At most the newest `limit`."""
+    rows = session.execute(
+        select(LabelledRow.id, LabelledRow.error)
+        .where(
+            LabelledRow.model_id == model_id,
+            LabelledRow.served_version == version,
+            LabelledRow.id > after_row_id,
+            LabelledRow.error.is_not(None),
+        )
+        .order_by(LabelledRow.id.desc())
+        .limit(limit)
+    ).all()[::-1]
+    return [r[0] for r in rows], [float(r[1]) for r in rows]
+
+
+def rows_since(session: Session, model_id: int, row_id: int) -> int:
+    """Labelled rows of a model from `row_id` on (the rows of a new regime)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(LabelledRow)
+            .where(LabelledRow.model_id == model_id, LabelledRow.id >= row_id)
+        )
+        or 0
+    )
+
+
+def recent_inputs(session: Session, model_id: int, spec: ModelSpec, *, rows: int) -> pd.DataFrame:
+    """The features of about the newest `rows` logged predictions (whole batches, newest
+    first, until enough), as a feature frame."""
+    batches, total = [], 0
+    query = (
+        select(
+            PredictionBatch.rows,
+            PredictionBatch.numeric,
+            PredictionBatch.categorical,
+            PredictionBatch.features,
+        )
+        .where(PredictionBatch.model_id == model_id)
+        .order_by(PredictionBatch.created_at.desc())
+    )
+    for batch in session.execute(query.execution_options(yield_per=64)):
+        batches.append(batch)
+        total += batch[0]
+        if total >= rows:
+            break
+    numeric_names = spec.numeric_features
+    columns: dict[str, list[Any]] = {f.name: [] for f in spec.features}
+    for n, numeric, categorical, legacy in reversed(batches):
+        if numeric is None:
+            for name in columns:
+                columns[name].extend((legacy or {}).get(name, [None] * n))
+            continue
+        matrix = np.frombuffer(numeric, dtype="<f4").reshape(n, len(numeric_names))
+        for j, name in enumerate(numeric_names):
+            columns[name].extend(matrix[:, j].astype(np.float64).tolist())
+        for name in spec.categorical_features:
+            columns[name].extend((categorical or {}).get(name, [None] * n))
+    return tdata.normalize(spec, pd.DataFrame(columns, columns=spec.feature_names))
+
+
+def training_inputs(
+    session: Session, model_id: int, spec: ModelSpec, window: dict[str, Any], *, rows: int
+) -> pd.DataFrame:
+    """The features of (the newest `rows` of) the labelled rows a version trained on."""
+    first, last = window.get("first_row_id"), window.get("last_row_id")
+    query = select(LabelledRow.features).where(LabelledRow.model_id == model_id)
+    if first is not None:
+        query = query.where(LabelledRow.id >= first)
+    if last is not None:
+        query = query.where(LabelledRow.id <= last)
+    found = session.scalars(query.order_by(LabelledRow.id.desc()).limit(rows)).all()[::-1]
+    return tdata.frame(spec, list(found))
+
+
+def record_change(
+    session: Session, model: Model, kind: str, *, reason: str, detail: dict[str, Any]
+) -> Event:
+    """Keep a detected change on the model and in the audit log, in the caller's
+    transaction (the caller holds the model's lock)."""
+    if kind == "change_detected":
+        model.change = detail
+    champion = session.scalar(
+        select(ModelVersion.version).where(
+            ModelVersion.model_id == model.id, ModelVersion.stage == "champion"
+        )
+    )
+    return events.record(
+        session, model.id, kind, actor="monitor", version=champion, reason=reason, detail=detail
+    )
+
+
+def timeline(session: Session, model_id: int, *, since: datetime | None) -> list[dict[str, Any]]:
+    """Version changes and detected changes, oldest first: the marks of a performance plot."""
+    query = select(Event).where(
+        Event.model_id == model_id, Event.kind.in_(VERSION_EVENTS + CHANGE_EVENTS)
+    )
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    return [
+        {
+            "at": e.created_at.isoformat(),
+            "kind": e.kind,
+            "version": e.version,
+            "reason": e.reason,
+        }
+        for e in session.scalars(query.order_by(Event.id))
+    ]
