@@ -65,6 +65,21 @@ def _initial_types(spec: ModelSpec) -> list[tuple[str, object]]:
     ]
 
 
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Remove initializers no node reads (skl2onnx's soft-voting converter leaves one, and
+    onnxruntime warns about it on every session it opens). Graphs with subgraphs are kept as
+    they are, since a subgraph may read an outer initializer."""
+    graph = model.graph
+    subgraph = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    if any(a.type in subgraph for n in graph.node for a in n.attribute):
+        return
+    used = {name for n in graph.node for name in n.input}
+    used |= {o.name for o in graph.output} | {i.name for i in graph.input}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+
+
 def to_onnx(pipeline: Pipeline, spec: ModelSpec) -> bytes:
     """Serialized ONNX model of a fitted pipeline, with the normalised input/output names."""
     estimator = pipeline[-1]
@@ -89,6 +104,7 @@ def to_onnx(pipeline: Pipeline, spec: ModelSpec) -> bytes:
         options=options,
         target_opset=TARGET_OPSET,
     )
+    _drop_unused_initializers(model)
     onnx.helper.set_model_props(
         model,
         {
