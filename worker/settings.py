@@ -17,7 +17,7 @@ class WorkerSettings(BaseSettings):
         description="Celery broker; default: the embedded file-system broker in $LOOPSERVE_HOME.",
     )
     tick_seconds: float = Field(
-        default=5.0, gt=0, description="How often beat checks schedules, label counts, stale jobs."
+        default=2.0, gt=0, description="How often beat checks schedules, label counts, stale jobs."
     )
     monitor_seconds: float = Field(
         default=1.0,

@@ -1,0 +1,159 @@
+"""The monitor on a real database: served predictions, labelled through the feedback path,
+are replayed through the detector; a change is recorded once and a reaction retrain follows."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import orjson
+from sqlalchemy import select
+
+from registry import catalog, data, jobs
+from registry.data import LoggedBatch, prediction_ids
+from registry.models import Event, Job, LabelledRow, utcnow
+from registry.notify import ChampionNotifier
+from tests.factories import churn_rows, churn_spec
+from worker.monitor import watch
+from worker.training import claim, run_local
+
+NUMERIC = ("x1", "x2", "x3", "x4")
+
+
+def _champion(db) -> int:  # type: ignore[no-untyped-def]
+    """The churn model with a first version promoted from 400 uploaded rows."""
+    spec = churn_spec()
+    with db.session() as s:
+        model = catalog.create_model(s, spec, actor="test")
+        data.add_rows(s, model, spec, churn_rows(400, seed=1))
+        job, _ = jobs.submit(s, model, trigger="test", actor="test")
+        job_id, model_id = job.id, model.id
+    job = claim(db, job_id, worker="w")
+    assert job is not None
+    run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
+    with db.session() as s:
+        assert catalog.champion(s, model_id) is not None
+    return model_id
+
+
+def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Log n predictions of the champion that are wrong at `error_rate`, then label them."""
+    rows = churn_rows(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    truth = [r["churned"] for r in rows]
+    flip = {"yes": "no", "no": "yes"}
+    served = [flip[t] if rng.random() < error_rate else t for t in truth]
+    numeric = np.array(
+        [[np.nan if r[f] is None else r[f] for f in NUMERIC] for r in rows], dtype="<f4"
+    )
+    with db.session() as s:
+        model = catalog.get_model(s, "churn")
+        version = catalog.champion(s, model_id).version
+        batch = LoggedBatch(
+            id=os.urandom(12).hex(),
+            model_id=model_id,
+            version=version,
+            created_at=utcnow(),
+            rows=n,
+            numeric=[numeric.tobytes()],
+            categorical=orjson.dumps({"color": [r["color"] for r in rows]}),
+            labels=orjson.dumps(served),
+            probabilities=None,
+        )
+        data.log_predictions(s, [batch])
+    ids = prediction_ids(batch.id, n)
+    with db.session() as s:
+        model = catalog.get_model(s, "churn")
+        labels = [{"prediction_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
+        data.add_feedback(s, model, catalog.spec_of(model), labels)
+
+
+def _events(db, kind: str) -> list[Event]:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        return list(s.scalars(select(Event).where(Event.kind == kind)))
+
+
+def test_feedback_keeps_what_was_served_and_its_error(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _champion(db)
+    _serve(db, model_id, 200, error_rate=0.25, seed=5)
+    with db.session() as s:
+        served = s.execute(
+            select(LabelledRow.served_version, LabelledRow.served, LabelledRow.label,
+                   LabelledRow.error, LabelledRow.predicted_at)
+            .where(LabelledRow.prediction_id.is_not(None))
+        ).all()  # fmt: skip
+    assert len(served) == 200
+    assert {version for version, *_ in served} == {1}
+    assert all(err == float(ans != label) for _, ans, label, err, _ in served)
+    assert 0.15 < np.mean([err for *_, err, _ in served]) < 0.35
+    assert all(at is not None for *_, at in served)
+
+
+def test_stationary_errors_raise_no_alarm_and_no_retrain(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _champion(db)
+    for seed in range(6):
+        _serve(db, model_id, 300, error_rate=0.1, seed=10 + seed)
+        result = watch(db)
+        assert result.detected.get("churn", []) == [] and result.send == []
+    assert _events(db, "change_detected") == []
+    with db.session() as s:
+        assert catalog.get_model(s, "churn").change is None
+
+
+def test_a_rise_of_the_error_is_recorded_once_and_a_reaction_retrain_follows(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _champion(db)
+    _serve(db, model_id, 600, error_rate=0.05, seed=20)
+    with db.session() as s:
+        first_new = s.scalar(
+            select(LabelledRow.id).order_by(LabelledRow.id.desc()).limit(1)
+        ) + 1
+        # an open label-count job still working on the old regime
+        open_job, _ = jobs.submit(s, catalog.get_model(s, "churn"), trigger="labels", actor="t")
+        open_id = open_job.id
+    _serve(db, model_id, 400, error_rate=0.5, seed=21)
+    result = watch(db)
+    assert "change" in result.detected["churn"]
+    with db.session() as s:
+        change = catalog.get_model(s, "churn").change
+        assert abs(change["start_row_id"] - first_new) <= 60
+        assert change["before"] < 0.1 < 0.35 < change["after"]
+        assert change["detector"] == "ADWIN" and change["version"] == 1
+        # the reaction: the label job is superseded, a fast retrain on the new rows is queued
+        assert jobs.get(s, open_id).status == "failed"
+        reaction = jobs.open_job(s, model_id)
+        assert reaction.trigger == "change" and reaction.options["reaction"] is True
+        assert reaction.options["since_row_id"] == change["start_row_id"]
+        assert result.send == [reaction.id]
+    (event,) = _events(db, "change_detected")
+    assert event.detail["start_row_id"] == change["start_row_id"] and "rose" in event.reason
+    assert len(_events(db, "retrain_superseded")) == 1
+    again = watch(db)  # the same change is not found twice, nor reacted to twice
+    assert again.detected.get("churn", []) == [] and again.send == []
+    assert len(_events(db, "change_detected")) == 1
+
+
+def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _champion(db)
+    _serve(db, model_id, 600, error_rate=0.05, seed=30)
+    with db.session() as s:
+        model = catalog.get_model(s, "churn")
+        data.add_rows(s, model, catalog.spec_of(model), churn_rows(300, seed=31, flipped=True))
+        start = s.scalar(select(LabelledRow.id).order_by(LabelledRow.id.desc())) - 299
+        model.change = {"version": 1, "start_row_id": start, "detected_row_id": start + 40}
+        job, _ = jobs.submit(
+            s, model, trigger="change", actor="t", options={"reaction": True, "since_row_id": start}
+        )
+        job_id = job.id
+    job = claim(db, job_id, worker="w")
+    assert job is not None and job.spec.retrain.max_candidates == 4
+    assert job.data.change_start is not None and job.ids[job.data.change_start] == start
+    run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
+    with db.session() as s:
+        done = s.get(Job, job_id)
+        assert done.status == "succeeded", done.error
+        result = done.result
+        version = catalog.get_version(s, catalog.get_model(s, "churn"), 2)
+    window = version.data_window
+    assert window["first_row_id"] >= start and window["since_change_row_id"] == start
+    assert window["holdout"]["first_row_id"] > window["last_row_id"] >= start
+    assert result["decision"] == "promoted", result["reason"]  # the flipped concept is learned
