@@ -17,6 +17,7 @@ from api import errors
 from api.batching import MicroBatcher
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
+from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
@@ -75,6 +76,8 @@ def create_app(
             notifier,
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
         )
+        app.state.monitor = Monitor(db)
+        metrics.live.source = app.state.monitor.health
         app.state.dataplane = DataPlane(db, cache, predlog, max_batch_rows=settings.max_batch_rows)
         app.state.batcher = MicroBatcher(app.state.dataplane) if settings.micro_batch else None
         predlog.start()
@@ -93,6 +96,7 @@ def create_app(
         try:
             yield
         finally:
+            metrics.live.source = None
             if listener:
                 listener.stop()
             notifier.close()

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.dataplane import DataPlane
 from api.errors import BadRequest
+from api.live import Monitor
 from api.service import Platform
 from api.settings import ApiSettings
 
@@ -24,6 +25,10 @@ def get_platform(request: Request) -> Platform:
 
 def get_dataplane(request: Request) -> DataPlane:
     return request.app.state.dataplane
+
+
+def get_monitor(request: Request) -> Monitor:
+    return request.app.state.monitor
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -83,6 +88,7 @@ def field(body: Any, name: str) -> Any:
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 Admin = Annotated[str, Depends(require_admin)]
 Client = Depends(require_client)
 Body = Annotated[Any, Depends(json_body)]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -35,6 +41,63 @@ class Metrics:
             "loopserve_prediction_log_backlog",
             "Predictions waiting to be logged",
             registry=self.registry,
+        )
+        self.live = LiveCollector()
+        self.registry.register(self.live)
+
+
+class Health(Protocol):
+    """One model's live state (api.live.ModelHealth)."""
+
+    model: str
+    metric: str
+    value: float | None
+    drift: dict[str, bool]
+
+
+class LiveCollector(Collector):
+    """Per-model series read from the database at scrape time: the champion's live metric and
+    whether a change was detected on it. Until `source` is set (the app's lifespan sets it to
+    api.live.Monitor.health), and whenever it fails, these series are left out of the scrape;
+    the rest of /metrics is unaffected."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Sequence[Health]] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        source = self.source
+        if source is None:
+            return
+        try:
+            found = source()
+        except Exception as exc:  # a scrape must survive a database that is down
+            log.warning("live metrics left out of this scrape: %s: %s", type(exc).__name__, exc)
+            return
+        metric, drift = self._families()
+        for h in found:
+            if h.value is not None:
+                metric.add_metric([h.model, h.metric], h.value)
+            for kind, detected in sorted(h.drift.items()):
+                drift.add_metric([h.model, kind], 1.0 if detected else 0.0)
+        yield metric
+        yield drift
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "loopserve_live_metric",
+                "The champion's metric (the spec's) over its newest 500 labelled predictions",
+                labels=["model", "metric"],
+            ),
+            GaugeMetricFamily(
+                "loopserve_drift_detected",
+                "1 if a change of this kind (concept, data) was detected on the champion",
+                labels=["model", "kind"],
+            ),
         )
 
 

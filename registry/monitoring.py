@@ -183,3 +183,16 @@ def timeline(session: Session, model_id: int, *, since: datetime | None) -> list
         }
         for e in session.scalars(query.order_by(Event.id))
     ]
+
+
+def detected_kinds(
+    session: Session, model_id: int, version: int, *, since: datetime | None
+) -> set[str]:
+    """The kinds of change (CHANGE_EVENTS) recorded for a version of a model, from `since` on
+    (e.g. its latest promotion, so a version rolled back to starts clean)."""
+    query = select(Event.kind).where(
+        Event.model_id == model_id, Event.kind.in_(CHANGE_EVENTS), Event.version == version
+    )
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    return set(session.scalars(query.distinct()))

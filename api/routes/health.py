@@ -36,6 +36,6 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    # In the thread pool: the live series (api.metrics.LiveCollector) read the database.
+    text = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -1,14 +1,14 @@
-"""Public v1 routes: models, predict, feedback."""
+"""Public v1 routes: models, predict, feedback, live performance and drift."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.codec import predict_rows
-from api.deps import Body, Client, DataPlaneDep, PlatformDep, field
+from api.deps import Body, Client, DataPlaneDep, MonitorDep, PlatformDep, field
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -26,6 +26,39 @@ async def get_model(name: str, platform: PlatformDep) -> dict[str, Any]:
 @router.get("/{name}/versions")
 async def list_versions(name: str, platform: PlatformDep) -> list[dict[str, Any]]:
     return await run_in_threadpool(platform.versions, name)
+
+
+@router.get("/{name}/performance")
+async def performance(
+    name: str,
+    monitor: MonitorDep,
+    window: Annotated[
+        int, Query(ge=10, le=200_000, description="Rows per window, and of `current`.")
+    ] = 500,
+    bucket_seconds: Annotated[
+        float,
+        Query(
+            gt=0,
+            le=366 * 86_400,
+            allow_inf_nan=False,
+            description="Width of the time buckets, in seconds.",
+        ),
+    ] = 60.0,
+    limit: Annotated[
+        int, Query(ge=1, le=200_000, description="Newest labelled predictions read.")
+    ] = 20_000,
+) -> dict[str, Any]:
+    """The live metric from feedback: by windows of rows (all and per version), by time,
+    the champion's newest window, and version changes and detected changes marked."""
+    return await run_in_threadpool(
+        monitor.performance, name, window=window, bucket_seconds=bucket_seconds, limit=limit
+    )
+
+
+@router.get("/{name}/drift")
+async def drift(name: str, monitor: MonitorDep) -> dict[str, Any]:
+    """The newest per-feature data-drift report and the concept-change detector's state."""
+    return await run_in_threadpool(monitor.drift, name)
 
 
 @router.post("/{name}/predict", dependencies=[Client])
