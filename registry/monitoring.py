@@ -102,6 +102,19 @@ def rows_since(session: Session, model_id: int, row_id: int) -> int:
     )
 
 
+YOUNG_REGIME_ROWS = 2000  # rows after a detected change during which the monitor drives retrains
+
+
+def young_regime(session: Session, model: Model) -> bool:
+    """Whether the model's newest detected change is under YOUNG_REGIME_ROWS rows old: then
+    the monitor's reaction retrains follow the new rows, and the label-count trigger waits."""
+    change = model.change or {}
+    start = change.get("start_row_id")
+    if start is None or not change.get("reaction_job"):
+        return False
+    return rows_since(session, model.id, start) < YOUNG_REGIME_ROWS
+
+
 def recent_inputs(session: Session, model_id: int, spec: ModelSpec, *, rows: int) -> pd.DataFrame:
     """The features of about the newest `rows` logged predictions (whole batches, newest
     first, until enough), as a feature frame."""

@@ -10,7 +10,8 @@ Run every `LOOPSERVE_MONITOR_SECONDS` by beat (a Celery task, like the tick). Pe
    and, with `retrain.on_drift`, a retrain;
 3. reaction: once `retrain.reaction_rows` labelled rows followed a detected change, a fast
    retrain on them (the spec's reaction budget) replaces any open job still working on the
-   old regime. The fuller search follows through the label-count trigger.
+   old regime; while the regime is young (registry.monitoring.YOUNG_REGIME_ROWS) another
+   follows every `reaction_rows` labels, and then the label-count trigger's fuller search.
 
 Triggers from detection wait `retrain.drift_cooldown_seconds` after the previous one.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from registry import catalog, jobs, monitoring
+from registry import catalog, data, jobs, monitoring
 from registry.db import Database
 from registry.errors import NotFound
 from registry.models import Model, utcnow
@@ -161,7 +162,13 @@ def _check_data_drift(
 
 
 def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
-    """Submit the retrain a detection calls for, if it is due; the job id to send."""
+    """Submit the retrain a detection calls for, if it is due; the job id to send.
+
+    After a concept change: the first reaction once `reaction_rows` rows followed it (it
+    supersedes an open job of another trigger), then, while the regime is young, another
+    reaction retrain each time `reaction_rows` more labels arrived and no job is open — each
+    trained on more rows of the new concept, each judged on rows its champion has not seen.
+    """
     with db.session() as s:
         model = catalog.get_model(s, name, lock=True)
         change, drift = dict(model.change or {}), dict(model.data_drift or {})
@@ -171,9 +178,16 @@ def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
                 return None
             if _cooling_down(s, model, spec):
                 return None
-            options = {"reaction": True, "since_row_id": start}
-            job_id, created = _submit(s, model, "change", options)
-            model.change = {**change, "reaction_job": job_id}
+            job_id, created = _submit(s, model, "change", _reaction(start))
+            model.change = {**change, "reaction_job": job_id, "reactions": 1}
+            return job_id if created else None
+        if change and monitoring.young_regime(s, model) and jobs.open_job(s, model.id) is None:
+            last = jobs.last_finished(s, model.id)
+            new = data.rows_after(s, model.id, last.last_row_id if last else None)
+            if new < spec.retrain.reaction_rows:
+                return None
+            job_id, created = _submit(s, model, "change", _reaction(change["start_row_id"]))
+            model.change = {**change, "reactions": change.get("reactions", 1) + 1}
             return job_id if created else None
         if drift.get("retrain_due") and not _cooling_down(s, model, spec):
             model.data_drift = {**drift, "retrain_due": False}
@@ -182,6 +196,10 @@ def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
             job_id, created = _submit(s, model, "data_drift", None)
             return job_id if created else None
     return None
+
+
+def _reaction(start_row_id: int) -> dict[str, Any]:
+    return {"reaction": True, "since_row_id": start_row_id}
 
 
 def _cooling_down(s: Any, model: Model, spec: ModelSpec) -> bool:

@@ -10,8 +10,6 @@ from registry.db import Database
 from registry.models import utcnow
 from worker.settings import WorkerSettings
 
-YOUNG_REGIME_ROWS = 2000
-
 
 @dataclass
 class TickResult:
@@ -51,7 +49,7 @@ def _due(session, model, retrain) -> str | None:  # type: ignore[no-untyped-def]
     last = jobs.last_finished(session, model.id)
     if retrain.min_new_labels is not None:
         new = data.rows_after(session, model.id, last.last_row_id if last else None)
-        if new >= _label_threshold(session, model, retrain):
+        if new >= retrain.min_new_labels and not monitoring.young_regime(session, model):
             return "labels"
     if retrain.schedule_seconds is not None:
         since = last.created_at if last else model.created_at
@@ -59,14 +57,3 @@ def _due(session, model, retrain) -> str | None:  # type: ignore[no-untyped-def]
             return "schedule"
     return None
 
-
-def _label_threshold(session, model, retrain) -> int:  # type: ignore[no-untyped-def]
-    """Labels that make a retrain due: `min_new_labels`, but in a young regime (the first
-    YOUNG_REGIME_ROWS rows after a detected change, when each new row teaches the most) every
-    `reaction_rows` labels, so the champion follows the new concept as its rows arrive."""
-    threshold = retrain.min_new_labels
-    start = (model.change or {}).get("start_row_id")
-    young = start is not None and retrain.on_drift
-    if young and monitoring.rows_since(session, model.id, start) < YOUNG_REGIME_ROWS:
-        threshold = min(threshold, retrain.reaction_rows)
-    return threshold

@@ -15,14 +15,16 @@ from registry.models import Event, Job, LabelledRow, utcnow
 from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker.monitor import watch
+from worker.settings import WorkerSettings
 from worker.training import claim, run_local
+from worker.triggers import tick
 
 NUMERIC = ("x1", "x2", "x3", "x4")
 
 
-def _champion(db) -> int:  # type: ignore[no-untyped-def]
+def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
     """The churn model with a first version promoted from 400 uploaded rows."""
-    spec = churn_spec()
+    spec = churn_spec(**overrides)
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
         data.add_rows(s, model, spec, churn_rows(400, seed=1))
@@ -157,3 +159,29 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
     assert window["first_row_id"] >= start and window["since_change_row_id"] == start
     assert window["holdout"]["first_row_id"] > window["last_row_id"] >= start
     assert result["decision"] == "promoted", result["reason"]  # the flipped concept is learned
+
+
+def test_a_young_regime_is_followed_by_reaction_retrains_not_the_label_trigger(db) -> None:  # type: ignore[no-untyped-def]
+    model_id = _champion(db, retrain={"min_new_labels": 100})
+    _serve(db, model_id, 600, error_rate=0.05, seed=40)
+    _serve(db, model_id, 300, error_rate=0.5, seed=41)
+    first = watch(db).send
+    assert len(first) == 1
+    with db.session() as s:  # the first reaction ran (its outcome does not matter here)
+        job = jobs.get(s, first[0])
+        job.status, job.finished_at = "succeeded", utcnow()
+        job.last_row_id = s.scalar(select(LabelledRow.id).order_by(LabelledRow.id.desc()))
+    assert watch(db).send == []  # too few labels since that job
+    _serve(db, model_id, 200, error_rate=0.5, seed=42)
+    with db.session() as s:
+        spec = catalog.spec_of(catalog.get_model(s, "churn"))
+    settings = WorkerSettings(home=".")
+    assert tick(db, settings).created == {}  # the label-count trigger waits in a young regime
+    assert spec.retrain.min_new_labels == 100
+    follow = watch(db).send
+    assert len(follow) == 1
+    with db.session() as s:
+        job = jobs.get(s, follow[0])
+        assert job.trigger == "change" and job.options["reaction"] is True
+        assert catalog.get_model(s, "churn").change["reactions"] == 2
+    assert spec.retrain.reaction_rows <= 200
