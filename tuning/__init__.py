@@ -27,6 +27,10 @@ Search (tuning.search)
     evaluate(spec, X, y, state, task) -> trial dict     anywhere, in any order
     advance(spec, state, trials) -> SearchState         next rung, or finished
     finish(spec, X, y, state, *, champion=None, champion_rows_end=None) -> TuneResult
+    Candidate.kind: "refit" (best run, refit up to the newest row), "fusion" (a soft-voting
+    fusion of the last rung's best runs, when it validates strictly better), "warm_start"
+Fusion (tuning.fusion)
+    fuse(spec, members, weights) -> Pipeline, fused_candidate(...), is_fused, fused_members
 Persistence (tuning.persist)
     dumps(pipeline) -> bytes, loads(data) -> Pipeline   (skops, explicit allow-list)
 One retrain end to end (tuning.challenge)

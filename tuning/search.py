@@ -3,8 +3,10 @@
 The newest ``holdout_fraction`` of the rows is the validation set every candidate is scored
 on; training windows come from the rows before it. Refit configurations race by successive
 halving over growing training sizes (newest rows kept) within the time budget; the winner is
-refit on its window *including* the validation rows. A champion whose estimator has
-``partial_fit`` (SGD, MLP) may instead continue on the rows it has not seen. Same data, seed and
+refit on its window *including* the validation rows. A soft-voting fusion of the last rung's
+best runs (tuning.fusion) replaces it if it scores better on the validation rows. A champion
+whose estimator has ``partial_fit`` (SGD, MLP) may instead continue on the rows it has not
+seen. Same data, seed and
 a budget that does not bind give the same result.
 
 tune() runs the whole search in this process. The same search as steps (plan, pending,
@@ -66,7 +68,8 @@ def tune(
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     state = plan(spec, len(X), seed=seed, recent_start=recent_start)
     warm_fits = 1 if champion is not None and spec.retrain.warm_start else 0
-    planned, done = _planned_fits(len(state.runs)) + warm_fits, 0
+    fusion = 1 if getattr(spec.retrain, "fusion", True) else 0
+    planned, done = _planned_fits(len(state.runs)) + warm_fits + fusion, 0
 
     def tick() -> None:
         nonlocal done

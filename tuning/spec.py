@@ -66,6 +66,10 @@ class RetrainSettings(_Strict):
         "rows since it) held out, newest first, to judge champion and challenger on.",
     )
     warm_start: bool = Field(default=True, description="Also continue the champion on new rows.")
+    fusion: bool = Field(
+        default=True,
+        description="Also try a soft-voting fusion of the search's best runs (one ONNX graph).",
+    )
     seed: int = 0
     on_drift: bool = Field(
         default=True, description="A detected change (concept or data) triggers a retrain."

@@ -25,14 +25,17 @@ class Candidate:
     """A fitted challenger.
 
     rows: positions [start, end) into the X given to tune that trained the final pipeline (for
-    a warm start: the new rows it continued on). config: for a refit, the resolved config
-    (build_pipeline(spec, config) rebuilds it); for a warm start, family and epochs only.
+    a warm start: the new rows it continued on; for a fusion: from the first row of its widest
+    member's window). config: for a refit, the resolved config (build_pipeline(spec, config)
+    rebuilds it); for a warm start, family and epochs only; for a fusion (tuning.fusion),
+    ``{"family": "fusion", "members": [{"config", "window", "rows", "validation_score"}],
+    "weights": [...]}`` with window None (each member has its own).
     validation_score: its score on the shared validation rows, before the final (re)fit.
     """
 
     pipeline: Pipeline
     config: dict[str, Any]
-    kind: Literal["refit", "warm_start"]
+    kind: Literal["refit", "warm_start", "fusion"]
     window: int | None
     rows: tuple[int, int]
     validation_score: float

@@ -4,6 +4,10 @@ plan -> (pending -> evaluate each task, anywhere -> advance)* -> finish. Only Se
 the trial dicts travel between steps; evaluate depends on nothing but the seed, the run's
 config and the rows, so fits done in any order, in any process, give the result tune() gives
 in one. tune() is exactly this loop.
+
+finish refits the best run on its window up to the newest row; then a fusion of the best runs
+of the last rung (tuning.fusion, soft voting) competes on the validation rows, and the warm
+start competes against whichever of the two is better.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from tuning import data, metrics
 from tuning.fitting import fit_quietly, validation_score
+from tuning.fusion import _pick, fused_candidate, fused_members, refit_fused
 from tuning.pipeline import build_pipeline
 from tuning.space import jsonable, sample_configs
 from tuning.spec import ModelSpec
@@ -33,6 +38,7 @@ MAX_VALIDATION_ROWS = 1000  # the newest rows rank candidates; more would reach 
 RUNGS = 3  # training sizes 1/3, 2/3 and all of the window
 KEEP = 3  # keep the best 1/KEEP of the candidates at each rung
 LAST = RUNGS - 1
+FUSION_MEMBERS = 3  # most members of a fused challenger (each is refit twice in finish)
 
 
 def _window_start(end: int, window: int | None, floor: int | None = None) -> int:
@@ -221,8 +227,11 @@ def _finish(
         raise ValueError(f"the search is still at rung {state.rung}; advance it first")
     trials: list[dict[str, Any]] = json.loads(json.dumps(state.trials))
     alive = [state.runs[i] for i in state.alive]
-    best = _final_refit(spec, alive, X, y, state.seed, trials, state.floor)
+    best, best_run = _final_refit(spec, alive, X, y, state.seed, trials, state.floor)
     tick()
+    if spec.retrain.fusion:
+        best = _fusion(spec, X, y, state, best, best_run, trials)
+        tick()
     if champion is not None and spec.retrain.warm_start:
         metric, sign = str(spec.metric), _sign(spec)
         warm = warm_start(
@@ -244,8 +253,8 @@ def _final_refit(
     seed: int,
     trials: list,
     floor: int | None = None,
-) -> Candidate:
-    """Refit the best configuration on its window ending at the newest row.
+) -> tuple[Candidate, Run]:
+    """Refit the best configuration on its window ending at the newest row; it and its run.
 
     Should that fit fail (rare: e.g. a class appears only in the validation rows), the next
     best configuration is refit instead.
@@ -265,5 +274,135 @@ def _final_refit(
             continue
         trials.append({**trial, "seconds": round(time.monotonic() - t0, 3)})
         assert run.score is not None
-        return Candidate(pipe, jsonable(run.config), "refit", run.window, (start, n), run.score)
+        cand = Candidate(pipe, jsonable(run.config), "refit", run.window, (start, n), run.score)
+        return cand, run
     raise TuningError(f"every final refit failed: {'; '.join(errors[:3])}")
+
+
+def _fusion(
+    spec: ModelSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    state: SearchState,
+    best: Candidate,
+    best_run: Run,
+    trials: list[dict[str, Any]],
+) -> Candidate:
+    """A soft-voting fusion of the last rung's best runs, if it beats ``best`` on validation.
+
+    The runs that finished the search (state.alive) were fitted on their rows of the last rung
+    and scored on the validation rows. Up to FUSION_MEMBERS of the best, diverse by (family,
+    window), are fitted again on those very rows (same config and seed: the pipelines that
+    were scored) and fused with weights from their scores (tuning.fusion.fused_candidate).
+    Only a fusion that strictly beats ``best``'s validation score is refit: each member on its
+    own window up to the newest row (the best run's final refit is reused), with the
+    validated weights. Otherwise, or if anything fails, ``best`` stands. Every step leaves a
+    trial (kind "fusion") saying what happened; a search whose last rung has a single run
+    (at most 9 candidates, KEEP = 3) has nothing to fuse and leaves none. Skipped when the
+    deadline has passed.
+    """
+    head: dict[str, Any] = {"kind": "fusion", "config": {"family": "fusion"}, "window": None}
+    runs = _rank(spec, [state.runs[i] for i in state.alive if state.runs[i].score is not None])
+    if len(runs) < 2:
+        return best
+    if time.time() > state.deadline:
+        note = "the time budget is spent"
+        trials.append({**head, "stage": "skipped", "note": note, "seconds": 0.0})
+        return best
+    n, n_train, sign = state.n, state.n_train, _sign(spec)
+    keys = [(r.config.get("family"), r.window) for r in runs]
+    pool = list(range(min(len(runs), 2 * FUSION_MEMBERS)))
+    t0 = time.monotonic()
+    fitted: list[tuple[Pipeline, float]] = []
+    members: list[tuple[Run, tuple[int, int]]] = []
+    errors: list[str] = []
+    for i in _pick(pool, keys, FUSION_MEMBERS):
+        run, rows = runs[i], _rung_rows(runs[i], state.rung, n_train)
+        try:
+            pipe = build_pipeline(spec, run.config, random_state=state.seed)
+            fit_quietly(pipe, X.iloc[rows[0] : rows[1]], y[rows[0] : rows[1]])
+        except Exception as exc:  # a member less; the fusion may still stand
+            errors.append(f"run {run.index}: {type(exc).__name__}: {exc}")
+            continue
+        assert run.score is not None
+        fitted.append((pipe, run.score))
+        members.append((run, rows))
+    found = None
+    if len(fitted) >= 2:
+        groups = [(r.config.get("family"), r.window) for r, _ in members]
+        X_val, y_val = X.iloc[n_train:], y[n_train:]
+        try:
+            found = fused_candidate(
+                spec, fitted, X_val, y_val, max_members=FUSION_MEMBERS, groups=groups
+            )
+        except ValueError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if found is None:
+        note = "fewer than 2 of the best runs fit together"
+        trial = {**head, "stage": "skipped", "note": note}
+        trial["seconds"] = round(time.monotonic() - t0, 3)
+        trials.append({**trial, **({"error": "; ".join(errors)} if errors else {})})
+        return best
+    fused, score, chosen = found
+    weights = fused_members(fused)[1]
+    chosen_members = [members[i] for i in chosen]
+    wins = sign * score > sign * best.validation_score
+    verdict = "beats" if wins else "does not beat"
+    trial = {
+        **head,
+        "stage": "validate",
+        "members": [_member(run, rows) for run, rows in chosen_members],
+        "weights": weights,
+        "rows": [min(rows[0] for _, rows in chosen_members), n_train],
+        "validation_score": score,
+        "best_single": best.validation_score,
+        "note": f"fusion {verdict} the best single candidate ({score:.6g} vs "
+        f"{best.validation_score:.6g})",
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+    trials.append({**trial, **({"error": "; ".join(errors)} if errors else {})})
+    if not wins:
+        return best
+    t0, refits, final_members = time.monotonic(), [], []
+    try:
+        for run, _ in chosen_members:
+            start = _window_start(n, run.window, state.floor)
+            if run.index == best_run.index:  # its final refit is this very fit
+                pipe = best.pipeline
+            else:
+                pipe = build_pipeline(spec, run.config, random_state=state.seed)
+                fit_quietly(pipe, X.iloc[start:n], y[start:n])
+            refits.append(pipe)
+            final_members.append(_member(run, (start, n)))
+        pipeline = refit_fused(spec, refits, weights)
+    except Exception as exc:  # e.g. a wider window brought a class another member lacks
+        error = f"{type(exc).__name__}: {exc}"
+        seconds = round(time.monotonic() - t0, 3)
+        trial = {**head, "stage": "final", "weights": weights, "seconds": seconds}
+        trials.append({**trial, "error": error})
+        return best
+    rows = (min(m["rows"][0] for m in final_members), n)
+    config = {"family": "fusion", "members": final_members, "weights": weights}
+    trials.append(
+        {
+            **head,
+            "stage": "final",
+            "members": final_members,
+            "weights": weights,
+            "rows": list(rows),
+            "validation_score": score,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    )
+    return Candidate(pipeline, jsonable(config), "fusion", None, rows, score)
+
+
+def _member(run: Run, rows: tuple[int, int]) -> dict[str, Any]:
+    """A fusion member as trials and the candidate's config show it."""
+    return {
+        "run": run.index,
+        "config": jsonable(run.config),
+        "window": run.window,
+        "rows": [rows[0], rows[1]],
+        "validation_score": run.score,
+    }

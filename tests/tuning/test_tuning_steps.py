@@ -107,7 +107,10 @@ def test_an_expired_deadline_finishes_after_the_current_rung() -> None:
     assert done.alive == [t["run"] for t in best_first]
     result = finish(spec, X, y, done)
     assert result.best.config == best_first[0]["config"]
-    assert [t["stage"] for t in result.trials][-2:] == ["rung 1", "final"]
+    assert [t["stage"] for t in result.trials][-3:] == ["rung 1", "final", "skipped"]
+    # Three runs were left to fuse, but the budget is spent: the fusion says so and stands down.
+    assert result.trials[-1]["kind"] == "fusion" and "budget" in result.trials[-1]["note"]
+    assert result.best.kind == "refit"
 
     # A rung reported only in part (the budget ran out mid-rung) also ends the search.
     partial = advance(spec, state, rung_1[1:])
