@@ -84,10 +84,20 @@ class RetrainSettings(_Strict):
         "retrain runs on them.",
     )
     reaction_candidates: int = Field(
-        default=4, ge=1, le=50, description="Refit configurations of the fast reaction retrain."
+        default=5,
+        ge=1,
+        le=50,
+        description="Refit configurations of the fast reaction retrain (5: one per family).",
     )
     reaction_seconds: float = Field(
         default=8.0, gt=0, description="Wall-clock budget of the fast reaction retrain's search."
+    )
+    reaction_holdout_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        lt=0.9,
+        description="holdout_fraction of the reaction retrains: a champion trained on a few rows "
+        "of a new concept is replaced only on enough fresh rows to tell a real gain from luck.",
     )
 
     @field_validator("windows")

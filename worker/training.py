@@ -149,11 +149,13 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
 
 
 def reaction_spec(spec: ModelSpec) -> ModelSpec:
-    """The spec with the fast reaction's budget: a few candidates, seconds of search."""
+    """The spec of a reaction retrain: a few candidates, seconds of search, and a larger share
+    of the fresh rows to judge on."""
     retrain = spec.retrain.model_copy(
         update={
             "max_candidates": spec.retrain.reaction_candidates,
             "max_seconds": spec.retrain.reaction_seconds,
+            "holdout_fraction": spec.retrain.reaction_holdout_fraction,
         }
     )
     return spec.model_copy(update={"retrain": retrain})

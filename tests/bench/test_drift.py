@@ -267,3 +267,14 @@ def test_targets_and_report_from_a_hand_made_run() -> None:
     }
     text = report.render([a], meta)
     assert "| **loopserve** | 100.00% |" in text and "abrupt_mixed.png" in text
+
+
+def test_the_detector_bench_finds_rises_and_no_false_alarm() -> None:
+    from bench.drift.alarms import run
+
+    text = run(seeds=2)
+    stationary = [
+        line for line in text.splitlines() if line.startswith("| 0/1") or "N(0,1)" in line
+    ]
+    assert len(stationary) == 4 and all("| 2 | 0 |" in line for line in stationary)
+    assert "| 0.05 → 0.50 | 2/2 |" in text

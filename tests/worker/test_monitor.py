@@ -147,7 +147,7 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
         )
         job_id = job.id
     job = claim(db, job_id, worker="w")
-    assert job is not None and job.spec.retrain.max_candidates == 4
+    assert job is not None and job.spec.retrain.max_candidates == 5
     assert job.data.change_start is not None and job.ids[job.data.change_start] == start
     run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
     with db.session() as s:
