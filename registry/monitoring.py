@@ -72,15 +72,15 @@ def outcomes(
 
 
 def error_stream(
-    session: Session, model_id: int, version: int, *, after_row_id: int, limit: int
+    session: Session, model_id: int, *, after_row_id: int, limit: int
 ) -> tuple[list[int], list[float]]:
-    """Row ids and errors of a version's labelled predictions after a row id, in arrival
-    order: what the concept detector replays. At most the newest `limit`."""
+    """Row ids and errors of the model's labelled predictions after a row id, whichever version
+    served them, in arrival order: what the concept detector replays. At most the newest
+    `limit`."""
     rows = session.execute(
         select(LabelledRow.id, LabelledRow.error)
         .where(
             LabelledRow.model_id == model_id,
-            LabelledRow.served_version == version,
             LabelledRow.id > after_row_id,
             LabelledRow.error.is_not(None),
         )

@@ -2,9 +2,10 @@
 
 Run every `LOOPSERVE_MONITOR_SECONDS` by beat (a Celery task, like the tick). Per model:
 
-1. concept change: the champion's errors since its last reference point (its first served
-   row, or the last change found on it) are replayed through ADWIN (tuning.drift); a rise is
-   recorded on the model and in the audit log with its evidence;
+1. concept change: the errors of what was served since the last detected change (whichever
+   version served them: a promotion lowers the error, which ADWIN passes over, while a
+   change of the world raises it even right after a promotion) are replayed through ADWIN
+   (tuning.drift); a rise is recorded on the model and in the audit log with its evidence;
 2. data drift: at most every DATA_DRIFT_SECONDS, the newest logged inputs against the
    champion's training rows, per feature; a feature crossing the threshold is an audit event
    and, with `retrain.on_drift`, a retrain;
@@ -69,11 +70,8 @@ def watch_model(db: Database, name: str, out: WatchResult) -> None:
         if champion is None:
             return
         version, window = champion.version, dict(champion.data_window or {})
-        change = dict(model.change or {})
-        after = change.get("detected_row_id", 0) if change.get("version") == version else 0
-        ids, errors = monitoring.error_stream(
-            s, model.id, version, after_row_id=after, limit=REPLAY_ROWS
-        )
+        after = (model.change or {}).get("detected_row_id", 0)
+        ids, errors = monitoring.error_stream(s, model.id, after_row_id=after, limit=REPLAY_ROWS)
         report = model.data_drift or {}
     found = find_concept_change(errors, delta=spec.drift.delta, min_rows=spec.drift.min_rows)
     if found is not None:
@@ -106,7 +104,7 @@ def _record_concept_change(db: Database, name: str, detail: dict[str, Any]) -> b
         ):
             return False
         reason = (
-            f"the champion's error rose from {detail['before']:.4g} to {detail['after']:.4g} "
+            f"the served error rose from {detail['before']:.4g} to {detail['after']:.4g} "
             f"(ADWIN, delta {detail['delta']}) from labelled row {detail['start_row_id']}"
         )
         monitoring.record_change(s, model, "change_detected", reason=reason, detail=detail)

@@ -38,8 +38,9 @@ def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
     return model_id
 
 
-def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int) -> None:  # type: ignore[no-untyped-def]
-    """Log n predictions of the champion that are wrong at `error_rate`, then label them."""
+def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int, version=None) -> None:  # type: ignore[no-untyped-def]
+    """Log n predictions of the champion (or of `version`) that are wrong at `error_rate`,
+    then label them."""
     rows = churn_rows(n, seed=seed)
     rng = np.random.default_rng(seed)
     truth = [r["churned"] for r in rows]
@@ -50,7 +51,7 @@ def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int) -> None: 
     )
     with db.session() as s:
         model = catalog.get_model(s, "churn")
-        version = catalog.champion(s, model_id).version
+        version = version or catalog.champion(s, model_id).version
         batch = LoggedBatch(
             id=os.urandom(12).hex(),
             model_id=model_id,
@@ -106,9 +107,7 @@ def test_a_rise_of_the_error_is_recorded_once_and_a_reaction_retrain_follows(db)
     model_id = _champion(db)
     _serve(db, model_id, 600, error_rate=0.05, seed=20)
     with db.session() as s:
-        first_new = s.scalar(
-            select(LabelledRow.id).order_by(LabelledRow.id.desc()).limit(1)
-        ) + 1
+        first_new = s.scalar(select(LabelledRow.id).order_by(LabelledRow.id.desc()).limit(1)) + 1
         # an open label-count job still working on the old regime
         open_job, _ = jobs.submit(s, catalog.get_model(s, "churn"), trigger="labels", actor="t")
         open_id = open_job.id
@@ -185,3 +184,15 @@ def test_a_young_regime_is_followed_by_reaction_retrains_not_the_label_trigger(d
         assert job.trigger == "change" and job.options["reaction"] is True
         assert catalog.get_model(s, "churn").change["reactions"] == 2
     assert spec.retrain.reaction_rows <= 200
+
+
+def test_a_change_is_found_even_when_a_promotion_came_just_before_it(db) -> None:  # type: ignore[no-untyped-def]
+    """The detector follows what was served, not one version: a challenger promoted on the
+    eve of a change starts with a high error and would otherwise hide the rise."""
+    model_id = _champion(db)
+    _serve(db, model_id, 600, error_rate=0.05, seed=50)
+    _serve(db, model_id, 50, error_rate=0.05, seed=51, version=2)
+    _serve(db, model_id, 400, error_rate=0.5, seed=52, version=2)
+    assert "change" in watch(db).detected["churn"]
+    with db.session() as s:
+        assert catalog.get_model(s, "churn").change["after"] > 0.35
