@@ -214,33 +214,39 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[A
 
 @dataclass(frozen=True)
 class Served:
-    """What the log says was served for one prediction: version, answer, when, and the
-    probability of each class of that version (None for a regressor or an older log row)."""
+    """What the log says was served for one prediction: version, answer, when, and its row of
+    class probabilities with the version's class positions (None for a regressor or an older
+    log row)."""
 
     version: int | None
     answer: Any
     at: datetime | None
-    probabilities: dict[str, float] | None
+    probabilities: np.ndarray | None = None
+    positions: dict[str, int] | None = None
 
     def outcome(self, label: Any) -> dict[str, Any]:
         """The labelled row's record of how the served answer did against the true label."""
-        error = None
+        error, served = None, None
         if self.answer is not None:
             if isinstance(label, str):
-                error = 0.0 if str(self.answer) == label else 1.0
+                served = str(self.answer)
+                error = 0.0 if served == label else 1.0
             else:
                 error = abs(float(self.answer) - float(label))
-        proba = None if self.probabilities is None else self.probabilities.get(str(label), 0.0)
+        proba = None
+        if self.probabilities is not None and self.positions is not None:
+            at = self.positions.get(str(label))
+            proba = 0.0 if at is None else float(self.probabilities[at])
         return {
             "served_version": self.version,
-            "served": self.answer,
+            "served": served,
             "error": error,
             "true_proba": proba,
             "predicted_at": self.at,
         }
 
 
-NOT_SERVED = Served(None, None, None, None)
+NOT_SERVED = Served(None, None, None)
 
 
 def _logged_rows(
@@ -253,6 +259,7 @@ def _logged_rows(
     served_of: dict[str, Served] = {}
     decoded: dict[int, tuple[np.ndarray | None, list[Any] | None, np.ndarray | None]] = {}
     classes = _version_classes(session, model_id)
+    positions = {v: {c: i for i, c in enumerate(names)} for v, names in classes.items()}
     for pid, batch, at in _logged(session, model_id, ids):
         rows, numeric, categorical, legacy, version, labels, probabilities, created = batch
         if numeric is None:  # logged before revision 0003: JSON by feature
@@ -273,14 +280,12 @@ def _logged_rows(
         for name, values in (categorical or {}).items():
             features[name] = values[at]
         features_of[pid] = features
-        names = classes.get(version)
         served_of[pid] = Served(
             version,
             None if answers is None else answers[at],
             created,
-            None
-            if probas is None or not names
-            else dict(zip(names, probas[at].tolist(), strict=True)),
+            None if probas is None else probas[at],
+            positions.get(version),
         )
     return features_of, served_of
 

@@ -175,9 +175,9 @@ class LabelledRow(Base):
 
     A prediction id is labelled at most once per model (NULLs, i.e. uploads, never clash).
     Feedback on a logged prediction also keeps what was served for it, so live performance is
-    a query: the version, its answer, the row's error (0/1 for a classifier, the absolute error
-    of a regressor), the probability it gave the true class, and when it was predicted (late
-    labels count at that time).
+    a query: the version, a classifier's answer, the row's error (0/1 for a classifier, the
+    absolute error of a regressor), the probability it gave the true class, and when it was
+    predicted (late labels count at that time).
     """
 
     __tablename__ = "labelled_rows"
@@ -193,7 +193,8 @@ class LabelledRow(Base):
     label: Mapped[Any] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(String(16))
     served_version: Mapped[int | None] = mapped_column(Integer)
-    served: Mapped[Any] = mapped_column(JSON)
+    served: Mapped[str | None] = mapped_column(Text)  # a classifier's answer (a regressor's
+    # metrics all follow from its error and the label)
     error: Mapped[float | None] = mapped_column(Float)
     true_proba: Mapped[float | None] = mapped_column(Float)
     predicted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -58,15 +58,22 @@ def outcomes(
     rows = session.execute(
         query.order_by(LabelledRow.predicted_at.desc(), LabelledRow.id.desc()).limit(limit)
     ).all()[::-1]
-    regression = spec.task == "regression"
-    kind = np.float64 if regression else object
+    errors = np.array([r[5] for r in rows], dtype=np.float64)
+    if spec.task == "regression":
+        labels = np.array([r[3] for r in rows], dtype=np.float64)
+        # Only |error| is kept: every regression metric (rmse, mae, r2) depends on the served
+        # value only through it, so label + |error| stands in for the served value.
+        served = labels + errors
+    else:
+        labels = np.array([str(r[3]) for r in rows], dtype=object)
+        served = np.array([str(r[4]) for r in rows], dtype=object)
     return Outcomes(
         np.array([r[0] for r in rows], dtype=np.int64),
         [r[1] for r in rows],
         np.array([r[2] for r in rows], dtype=np.int64),
-        np.array([r[3] if regression else str(r[3]) for r in rows], dtype=kind),
-        np.array([r[4] if regression else str(r[4]) for r in rows], dtype=kind),
-        np.array([r[5] for r in rows], dtype=np.float64),
+        labels,
+        served,
+        errors,
         np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
     )
 

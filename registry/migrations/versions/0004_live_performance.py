@@ -24,7 +24,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("labelled_rows", schema=None) as batch_op:
         batch_op.add_column(sa.Column("served_version", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("served", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("served", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("error", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("true_proba", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=True))
