@@ -6,7 +6,6 @@ the detectors' view are the same everywhere and survive restarts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,34 +17,18 @@ from sqlalchemy.orm import Session
 from registry import events
 from registry.models import Event, LabelledRow, Model, ModelVersion, PredictionBatch
 from tuning import data as tdata
+from tuning.live import LiveRows
 from tuning.spec import ModelSpec
 
 CHANGE_EVENTS = ("change_detected", "data_drift_detected")
 VERSION_EVENTS = ("promoted", "rolled_back")
 
 
-@dataclass
-class Outcomes:
-    """Labelled served predictions, ordered by prediction time (late labels count there)."""
-
-    row_ids: np.ndarray
-    at: list[datetime]
-    versions: np.ndarray
-    labels: np.ndarray
-    served: np.ndarray
-    errors: np.ndarray
-    true_proba: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.row_ids)
-
-
 def outcomes(
     session: Session, model_id: int, spec: ModelSpec, *, limit: int, version: int | None = None
-) -> Outcomes:
+) -> LiveRows:
     """The newest `limit` labelled served predictions of a model (of one version if given)."""
     query = select(
-        LabelledRow.id,
         LabelledRow.predicted_at,
         LabelledRow.served_version,
         LabelledRow.label,
@@ -58,23 +41,22 @@ def outcomes(
     rows = session.execute(
         query.order_by(LabelledRow.predicted_at.desc(), LabelledRow.id.desc()).limit(limit)
     ).all()[::-1]
-    errors = np.array([r[5] for r in rows], dtype=np.float64)
+    errors = np.array([r[4] for r in rows], dtype=np.float64)
     if spec.task == "regression":
-        labels = np.array([r[3] for r in rows], dtype=np.float64)
+        labels = np.array([r[2] for r in rows], dtype=np.float64)
         # Only |error| is kept: every regression metric (rmse, mae, r2) depends on the served
         # value only through it, so label + |error| stands in for the served value.
         served = labels + errors
     else:
-        labels = np.array([str(r[3]) for r in rows], dtype=object)
-        served = np.array([str(r[4]) for r in rows], dtype=object)
-    return Outcomes(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        [r[1] for r in rows],
-        np.array([r[2] for r in rows], dtype=np.int64),
-        labels,
-        served,
-        errors,
-        np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+        labels = np.array([str(r[2]) for r in rows], dtype=object)
+        served = np.array([str(r[3]) for r in rows], dtype=object)
+    return LiveRows(
+        at=[r[0] for r in rows],
+        versions=np.array([r[1] for r in rows], dtype=np.int64),
+        labels=labels,
+        served=served,
+        errors=errors,
+        true_proba=np.array([np.nan if r[5] is None else r[5] for r in rows], dtype=np.float64),
     )
 
 

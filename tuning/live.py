@@ -1,7 +1,7 @@
 """Live performance: the spec's metric over what was served and later labelled.
 
-Pure functions of the arrays registry.monitoring.Outcomes holds (any object with the same
-attributes will do), ordered by prediction time, so a late label counts when its prediction
+Pure functions of LiveRows (registry.monitoring.outcomes reads them from the database),
+ordered by prediction time, so a late label counts when its prediction
 was made. Three views:
 
 - by rows: consecutive windows of ``window`` rows, aligned on the newest row (the last window
@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,9 @@ DEFAULT_WINDOW = 500
 DEFAULT_BUCKET_SECONDS = 60.0
 
 
-class LiveRows(Protocol):
-    """Labelled served predictions, oldest prediction first (registry.monitoring.Outcomes).
+@dataclass
+class LiveRows:
+    """Labelled served predictions, oldest prediction first.
 
     at: prediction times [N]; versions: int [N]; labels / served: the true and the served
     answer [N] (str objects for a classifier, float64 for a regressor); errors: 0/1 or the
@@ -49,7 +51,8 @@ class LiveRows(Protocol):
     errors: np.ndarray
     true_proba: np.ndarray
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        return len(self.errors)
 
 
 def metric_value(metric: str, rows: LiveRows, index: np.ndarray | slice) -> float | None:

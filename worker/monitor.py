@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from registry import catalog, data, jobs, monitoring
 from registry.db import Database
 from registry.errors import NotFound
@@ -200,7 +202,7 @@ def _reaction(start_row_id: int) -> dict[str, Any]:
     return {"reaction": True, "since_row_id": start_row_id}
 
 
-def _cooling_down(s: Any, model: Model, spec: ModelSpec) -> bool:
+def _cooling_down(s: Session, model: Model, spec: ModelSpec) -> bool:
     last = jobs.last_created(s, model.id, triggers=DETECTION_TRIGGERS)
     cooldown = timedelta(seconds=spec.retrain.drift_cooldown_seconds)
     return last is not None and utcnow() - last.created_at < cooldown

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -19,19 +18,7 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 CLASSES = ["a", "b", "c"]
 
 
-@dataclass
-class Rows:
-    """The attributes of registry.monitoring.Outcomes, built by hand."""
-
-    at: list[datetime]
-    versions: np.ndarray
-    labels: np.ndarray
-    served: np.ndarray
-    errors: np.ndarray
-    true_proba: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.versions)
+Rows = live.LiveRows
 
 
 def classified(n: int, *, seed: int, versions: list[int] | None = None) -> tuple[Rows, np.ndarray]:
