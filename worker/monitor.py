@@ -99,12 +99,8 @@ def _record_concept_change(db: Database, name: str, detail: dict[str, Any]) -> b
     """Keep the change unless another process recorded the same or a later one first."""
     with db.session() as s:
         model = catalog.get_model(s, name, lock=True)
-        known = model.change or {}
-        if (
-            known.get("version") == detail["version"]
-            and known.get("detected_row_id", 0) >= detail["detected_row_id"]
-        ):
-            return False
+        if (model.change or {}).get("detected_row_id", 0) >= detail["detected_row_id"]:
+            return False  # replays start after the last change, whichever version served
         reason = (
             f"the served error rose from {detail['before']:.4g} to {detail['after']:.4g} "
             f"(ADWIN, delta {detail['delta']}) from labelled row {detail['start_row_id']}"
