@@ -3,7 +3,10 @@
 Every learner fits the initial rows, then meets the stream in the loop's batches of 100: it
 predicts a batch and only then learns that batch's labels, as loopserve's clients do. The
 scikit-learn ones are what a team without loopserve would run (fit once, or refit on a
-calendar); river's adaptive forest and tree are the online-learning state of the art.
+calendar); river's adaptive forest and tree are the online-learning state of the art. On a
+stream with an abrupt change one more learner runs as a reference, not a baseline: it is told
+where the change is and refits after every batch on the rows since it, so its recovery is what
+the stream's new concept allows a learner that loses no time at all.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from bench.drift.streams import Row, Stream
 BATCH = 100
 SEED = 42
 REFIT_EVERY, REFIT_WINDOW = 2000, 6000
+ORACLE = "oracle_refit"  # a reference: it knows the change point (see OracleLearner)
+ORACLE_DENSE_ROWS = 5000  # the oracle refits after every batch this long after the change
 
 
 class Learner(Protocol):
@@ -93,6 +98,26 @@ class SklearnLearner:
 
 
 @dataclass
+class OracleLearner(SklearnLearner):
+    """Periodic refit until the change; from `change` on (a stream row index, which it could
+    not know in practice) the pipeline refitted after every batch on the rows since the change
+    alone, every 1,000 rows after the first ORACLE_DENSE_ROWS."""
+
+    change: int = 0
+    seen: int = 0
+
+    def learn(self, rows: list[Row]) -> None:
+        self.seen += len(rows)
+        if self.seen <= self.change:
+            super().learn(rows)
+            return
+        self.history.extend(rows)
+        fresh = self.seen - self.change
+        if fresh >= BATCH and (fresh <= ORACLE_DENSE_ROWS or fresh % 1000 < len(rows)):
+            self._fit(self.history[-fresh:])
+
+
+@dataclass
 class RiverLearner:
     """A river model behind river's usual preprocessing: numeric features standardised,
     categorical ones one-hot encoded, learned one row at a time."""
@@ -126,12 +151,16 @@ def learners(stream: Stream) -> dict[str, Callable[[], Learner]]:
     classify = stream.task == "classification"
     arf = forest.ARFClassifier if classify else forest.ARFRegressor
     hat = tree.HoeffdingAdaptiveTreeClassifier if classify else tree.HoeffdingAdaptiveTreeRegressor
-    return {
+    out: dict[str, Callable[[], Learner]] = {
         "static": lambda: SklearnLearner(stream),
         "periodic_refit": lambda: SklearnLearner(stream, refit_every=REFIT_EVERY),
         "river_arf": lambda: RiverLearner(stream, lambda: arf(seed=SEED)),
         "river_hat": lambda: RiverLearner(stream, lambda: hat(seed=SEED)),
     }
+    if stream.changes and stream.changes[0].kind == "abrupt":
+        at = stream.changes[0].start
+        out[ORACLE] = lambda: OracleLearner(stream, refit_every=REFIT_EVERY, change=at)
+    return out
 
 
 def run(learner: Learner, stream: Stream, batch: int = BATCH) -> tuple[list[Any], float]:

@@ -159,7 +159,8 @@ def test_baselines_run_on_a_600_row_stream() -> None:
     truth = [s.y(r) for r in s.rows]
     with threadpool_limits(1):  # as the benchmark runs them
         results = baselines.run_all(s, log=lambda _: None)
-    assert list(results) == ["static", "periodic_refit", "river_arf", "river_hat"]
+    assert list(results) == ["static", "periodic_refit", "river_arf", "river_hat", "oracle_refit"]
+    assert baselines.ORACLE not in baselines.learners(streams.make("gradual", rows=400))
     for result in results.values():
         assert len(result["pred"]) == 400
         assert (
@@ -168,6 +169,23 @@ def test_baselines_run_on_a_600_row_stream() -> None:
     r = streams.make("regression_abrupt", initial=200, rows=400)
     pred, _ = baselines.run(baselines.SklearnLearner(r, refit_every=200, window=300), r)
     assert len(pred) == 400 and all(isinstance(p, float) for p in pred)
+
+
+def test_the_oracle_refits_on_the_rows_after_the_change_alone() -> None:
+    s = streams.make("abrupt_mixed", initial=200, rows=2000)
+    at = s.changes[0].start
+    fits: list[list[dict]] = []
+    oracle = baselines.OracleLearner(s, refit_every=500, change=at)
+    real_fit = oracle._fit
+    oracle._fit = lambda rows: (fits.append(list(rows)), real_fit(rows))  # type: ignore[method-assign]  # record, then fit
+    with threadpool_limits(1):
+        baselines.run(oracle, s)
+    dense = (len(s.rows) - at) // 100
+    before, after = fits[:-dense], fits[-dense:]
+    assert len(before) == 1 + at // 500  # the initial fit, then periodic refits
+    assert all(row not in s.rows[at:] for f in before for row in f)
+    assert [len(f) for f in after] == list(range(100, len(s.rows) - at + 1, 100))
+    assert all(f[0] is s.rows[at] for f in after)  # nothing from the old concept
 
 
 def test_events_are_placed_on_the_stream() -> None:
@@ -243,6 +261,8 @@ def test_targets_and_report_from_a_hand_made_run() -> None:
                 "replay": [],
             },
             "static": {"pred": [wrong[t] for t in truth], "seconds": 1.0},
+            # a reference that is told the change: never the best baseline, even when perfect
+            "oracle_refit": {"pred": truth, "seconds": 1.0},
         },
         "loop_error": None,
     }
@@ -250,8 +270,10 @@ def test_targets_and_report_from_a_hand_made_run() -> None:
     assert a["learners"]["loopserve"]["overall"] == 1.0
     assert len(a["loop"]["false_alarms"]) == 1  # before the change at 1,000
     assert a["loop"]["compared"][0]["windowed"] and not a["loop"]["worse_promotions"]
-    verdicts = {t["target"]: t["verdict"] for t in analysis.targets([a])}
+    goals = analysis.targets([a])
+    verdicts = {t["target"]: t["verdict"] for t in goals}
     assert set(verdicts.values()) == {"PASS"}
+    assert "(static)" in goals[0]["value"] and "(oracle_refit: 500 rows)" in goals[1]["value"]
     meta = {
         "date": "d",
         "command": "c",
