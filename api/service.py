@@ -13,7 +13,7 @@ from api.serving import ModelCache
 from registry import catalog, data, events, jobs
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
-from registry.models import Model, ModelVersion
+from registry.models import Model, ModelVersion, Trigger
 from registry.notify import ChampionNotifier
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
@@ -90,11 +90,11 @@ class Platform:
             events.record(s, model.id, "data_uploaded", actor=actor, detail={"rows": n})
             return n
 
-    def retrain(self, name: str, *, actor: str, trigger: str = "admin") -> dict[str, Any]:
+    def retrain(self, name: str, *, actor: str) -> dict[str, Any]:
         """Create or join the model's retrain job; send it only once it is committed."""
         with self.db.session() as s:
             model = catalog.get_model(s, name)
-            job, created = jobs.submit(s, model, trigger=trigger, actor=actor)
+            job, created = jobs.submit(s, model, trigger=Trigger.ADMIN, actor=actor)
             out = {"job_id": job.id, "status": job.status, "joined": not created}
         if created:
             try:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry import events
 from registry.errors import Conflict, NotFound
-from registry.models import Artifact, Model, ModelVersion, utcnow
+from registry.models import Artifact, Model, ModelVersion, Stage, utcnow
 from tuning.spec import ModelSpec
 
 
@@ -77,7 +77,7 @@ def get_artifact(session: Session, digest: str) -> bytes:
 def champion(session: Session, model_id: int) -> ModelVersion | None:
     return session.scalar(
         select(ModelVersion).where(
-            ModelVersion.model_id == model_id, ModelVersion.stage == "champion"
+            ModelVersion.model_id == model_id, ModelVersion.stage == Stage.CHAMPION
         )
     )
 
@@ -120,7 +120,7 @@ class NewVersion:
 
 
 def register_version(
-    session: Session, model: Model, new: NewVersion, *, stage: str
+    session: Session, model: Model, new: NewVersion, *, stage: Stage
 ) -> ModelVersion:
     """Add the next version number of a model (the caller holds the model lock)."""
     number = (
@@ -153,13 +153,13 @@ def promote(
     session: Session, model: Model, target: ModelVersion, *, actor: str, reason: str
 ) -> ModelVersion | None:
     """Make `target` the champion; the old one is archived. Returns the demoted version."""
-    if target.stage == "champion":
+    if target.stage == Stage.CHAMPION:
         raise Conflict(f"version {target.version} is the champion already")
     previous = champion(session, model.id)
     if previous is not None:
-        previous.stage = "archived"
+        previous.stage = Stage.ARCHIVED
         session.flush()  # free the single-champion slot before taking it
-    target.stage = "champion"
+    target.stage = Stage.CHAMPION
     target.promoted_at = utcnow()
     session.flush()
     events.record(
@@ -184,7 +184,7 @@ def rollback(session: Session, model: Model, *, actor: str, reason: str) -> Mode
         select(ModelVersion)
         .where(
             ModelVersion.model_id == model.id,
-            ModelVersion.stage == "archived",
+            ModelVersion.stage == Stage.ARCHIVED,
             ModelVersion.promoted_at.is_not(None),
         )
         .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc())
@@ -192,9 +192,9 @@ def rollback(session: Session, model: Model, *, actor: str, reason: str) -> Mode
     )
     if previous is None:
         raise Conflict(f"model {model.name!r} has no previous champion to roll back to")
-    current.stage = "retired"
+    current.stage = Stage.RETIRED
     session.flush()
-    previous.stage = "champion"
+    previous.stage = Stage.CHAMPION
     previous.promoted_at = utcnow()
     session.flush()
     events.record(
@@ -214,6 +214,6 @@ def champion_pointers(session: Session) -> dict[str, tuple[int, str]]:
     rows = session.execute(
         select(Model.name, ModelVersion.version, ModelVersion.onnx_sha256)
         .join(ModelVersion, ModelVersion.model_id == Model.id)
-        .where(ModelVersion.stage == "champion")
+        .where(ModelVersion.stage == Stage.CHAMPION)
     ).all()
     return {name: (version, sha) for name, version, sha in rows}

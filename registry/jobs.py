@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 
 from registry import events
 from registry.errors import Conflict, NotFound
-from registry.models import JOB_OPEN, Job, Model, utcnow
+from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
 
 
 def submit(
     session: Session,
     model: Model,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: str,
     options: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
@@ -38,7 +38,9 @@ def submit(
     existing = open_job(session, model.id)
     if existing is not None:
         return existing, False
-    job = Job(model_id=model.id, trigger=trigger, status="queued", progress=0.0, options=options)
+    job = Job(
+        model_id=model.id, trigger=trigger, status=JobStatus.QUEUED, progress=0.0, options=options
+    )
     try:
         with session.begin_nested():
             session.add(job)
@@ -74,17 +76,17 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
 def start(session: Session, job_id: str, *, worker: str, last_row_id: int | None) -> Job | None:
     """Start a new attempt of a queued job; None when it is not queued (done, or running)."""
     job = get(session, job_id, lock=True)
-    if job.status != "queued":
+    if job.status != JobStatus.QUEUED:
         return None
     now = utcnow()
-    job.status, job.worker, job.attempts = "running", worker, job.attempts + 1
+    job.status, job.worker, job.attempts = JobStatus.RUNNING, worker, job.attempts + 1
     job.started_at = job.heartbeat_at = now
     job.progress, job.error, job.last_row_id = 0.0, None, last_row_id
     return job
 
 
 def _current(job: Job, attempt: int) -> bool:
-    return job.status == "running" and job.attempts == attempt
+    return job.status == JobStatus.RUNNING and job.attempts == attempt
 
 
 def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | None) -> bool:
@@ -111,7 +113,12 @@ def is_current(session: Session, job_id: str, *, attempt: int) -> bool:
 
 
 def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
-    job.status, job.result, job.progress, job.finished_at = "succeeded", result, 1.0, utcnow()
+    job.status, job.result, job.progress, job.finished_at = (
+        JobStatus.SUCCEEDED,
+        result,
+        1.0,
+        utcnow(),
+    )
 
 
 def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> bool:
@@ -119,7 +126,7 @@ def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> b
     job = get(session, job_id, lock=True)
     if job.status not in JOB_OPEN or (attempt is not None and not _current(job, attempt)):
         return False
-    job.status, job.error, job.finished_at = "failed", error, utcnow()
+    job.status, job.error, job.finished_at = JobStatus.FAILED, error, utcnow()
     events.record(
         session,
         job.model_id,
@@ -134,7 +141,7 @@ def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> b
 def supersede(session: Session, job: Job, *, reason: str) -> None:
     """End an open job because newer data makes its work moot (a detected change): its
     running attempt sees it is no longer live at its next heartbeat and drops its work."""
-    job.status, job.error, job.finished_at = "failed", f"superseded: {reason}", utcnow()
+    job.status, job.error, job.finished_at = JobStatus.FAILED, f"superseded: {reason}", utcnow()
     events.record(
         session,
         job.model_id,
@@ -145,7 +152,7 @@ def supersede(session: Session, job: Job, *, reason: str) -> None:
     )
 
 
-def last_created(session: Session, model_id: int, *, triggers: tuple[str, ...]) -> Job | None:
+def last_created(session: Session, model_id: int, *, triggers: tuple[Trigger, ...]) -> Job | None:
     """The newest job of the model with one of these triggers."""
     return session.scalar(
         select(Job)
@@ -160,7 +167,9 @@ def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> lis
     used up their attempts. Returns the ids to send again."""
     cutoff = utcnow() - timedelta(seconds=timeout)
     stale = session.scalars(
-        select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff).with_for_update()
+        select(Job)
+        .where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)
+        .with_for_update()
     ).all()
     again = []
     for job in stale:
@@ -181,7 +190,7 @@ def requeue_stale(session: Session, *, timeout: float, max_attempts: int) -> lis
             reason=f"worker {job.worker} stopped heart-beating",
             detail={"job_id": job.id, "attempt": job.attempts},
         )
-        job.status, job.worker, job.sent_at = "queued", None, utcnow()
+        job.status, job.worker, job.sent_at = JobStatus.QUEUED, None, utcnow()
         again.append(job.id)
     return again
 
@@ -194,7 +203,7 @@ def resend_due(session: Session, *, older_than: float) -> list[str]:
     due = session.scalars(
         select(Job)
         .where(
-            Job.status == "queued",
+            Job.status == JobStatus.QUEUED,
             or_(Job.sent_at < cutoff, and_(Job.sent_at.is_(None), Job.created_at < cutoff)),
         )
         .with_for_update()
@@ -213,7 +222,7 @@ def mark_sent(session: Session, job_ids: list[str]) -> None:
 def last_finished(session: Session, model_id: int) -> Job | None:
     return session.scalar(
         select(Job)
-        .where(Job.model_id == model_id, Job.status.in_(("succeeded", "failed")))
+        .where(Job.model_id == model_id, Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)))
         .order_by(Job.finished_at.desc())
         .limit(1)
     )

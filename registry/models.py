@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -90,7 +92,52 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-STAGES = ("champion", "archived", "rejected", "challenger", "retired")
+class Stage(StrEnum):
+    """Where a version stands. One champion per model (a partial unique index); a promotion
+    archives the champion it replaces, a rollback retires the one it replaces."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"  # registered, being judged
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+    RETIRED = "retired"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Trigger(StrEnum):
+    """What asked for a retrain."""
+
+    ADMIN = "admin"
+    LABELS = "labels"  # retrain.every_labels new labelled rows
+    SCHEDULE = "schedule"  # retrain.schedule_seconds since the last job
+    CHANGE = "change"  # the concept-change detector fired
+    DATA_DRIFT = "data_drift"  # the per-feature data-drift check fired
+
+
+class Decision(StrEnum):
+    """A finished retrain's verdict on its challenger."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+
+
+def _varchar(kind: type[StrEnum], length: int) -> Enum:
+    """A StrEnum stored as its value in a plain VARCHAR (no database enum type, no CHECK), so
+    the schema is what the migrations made and a new member needs no migration."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 class ModelVersion(Base):
@@ -111,7 +158,7 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    stage: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[Stage] = mapped_column(_varchar(Stage, 16))
     kind: Mapped[str] = mapped_column(String(16))
     onnx_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
     pipeline_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"))
@@ -201,7 +248,7 @@ class LabelledRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-JOB_OPEN = ("queued", "running")
+JOB_OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class Job(Base):
@@ -221,8 +268,8 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    trigger: Mapped[str] = mapped_column(String(32))
+    status: Mapped[JobStatus] = mapped_column(_varchar(JobStatus, 16), default=JobStatus.QUEUED)
+    trigger: Mapped[Trigger] = mapped_column(_varchar(Trigger, 32))
     # {"reaction": true, "since_row_id": n}: a fast retrain on the rows after a detected change.
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)

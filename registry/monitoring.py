@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry import events
-from registry.models import Event, LabelledRow, Model, ModelVersion, PredictionBatch
+from registry.models import Event, LabelledRow, Model, ModelVersion, PredictionBatch, Stage
 from tuning import data as tdata
 from tuning.live import LiveRows
 from tuning.spec import ModelSpec
@@ -161,7 +161,7 @@ def record_change(
         model.change = detail
     champion = session.scalar(
         select(ModelVersion.version).where(
-            ModelVersion.model_id == model.id, ModelVersion.stage == "champion"
+            ModelVersion.model_id == model.id, ModelVersion.stage == Stage.CHAMPION
         )
     )
     return events.record(

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from registry import catalog, data, jobs, monitoring
 from registry.db import Database
 from registry.errors import NotFound
-from registry.models import Model, utcnow
+from registry.models import Model, Trigger, utcnow
 from tuning.drift import data_drift, find_concept_change
 from tuning.spec import ModelSpec
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 REPLAY_ROWS = 20_000  # newest errors of a champion replayed through the detector
 DATA_DRIFT_SECONDS = 10.0
 REFERENCE_ROWS = 5_000  # newest training rows of the champion compared against
-DETECTION_TRIGGERS = ("change", "data_drift")
+DETECTION_TRIGGERS = (Trigger.CHANGE, Trigger.DATA_DRIFT)
 
 
 @dataclass
@@ -174,7 +174,7 @@ def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
                 return None
             if _cooling_down(s, model, spec):
                 return None
-            job_id, created = _submit(s, model, "change", _reaction(start))
+            job_id, created = _submit(s, model, Trigger.CHANGE, _reaction(start))
             model.change = {**change, "reaction_job": job_id, "reactions": 1}
             return job_id if created else None
         if change and monitoring.young_regime(s, model) and jobs.open_job(s, model.id) is None:
@@ -182,14 +182,14 @@ def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
             new = data.rows_after(s, model.id, last.last_row_id if last else None)
             if new < spec.retrain.reaction_rows:
                 return None
-            job_id, created = _submit(s, model, "change", _reaction(change["start_row_id"]))
+            job_id, created = _submit(s, model, Trigger.CHANGE, _reaction(change["start_row_id"]))
             model.change = {**change, "reactions": change.get("reactions", 1) + 1}
             return job_id if created else None
         if drift.get("retrain_due") and not _cooling_down(s, model, spec):
             model.data_drift = {**drift, "retrain_due": False}
             if jobs.open_job(s, model.id) is not None:
                 return None  # the open job already trains on the newest rows
-            job_id, created = _submit(s, model, "data_drift", None)
+            job_id, created = _submit(s, model, Trigger.DATA_DRIFT, None)
             return job_id if created else None
     return None
 
@@ -204,7 +204,9 @@ def _cooling_down(s: Session, model: Model, spec: ModelSpec) -> bool:
     return last is not None and utcnow() - last.created_at < cooldown
 
 
-def _submit(s: Any, model: Model, trigger: str, options: dict[str, Any] | None) -> tuple[str, bool]:
+def _submit(
+    s: Session, model: Model, trigger: Trigger, options: dict[str, Any] | None
+) -> tuple[str, bool]:
     """Create the job, superseding an open one of another trigger (it works on rows from
     before the detection); (its id, whether it is new)."""
     open_job = jobs.open_job(s, model.id)

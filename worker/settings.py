@@ -22,8 +22,7 @@ class WorkerSettings(BaseSettings):
     monitor_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="How often beat has the champions' live errors and inputs checked for "
-        "changes.",
+        description="How often beat has the champions' live errors and inputs checked for changes.",
     )
     heartbeat_seconds: float = Field(default=2.0, gt=0, description="Job heartbeat period.")
     job_timeout_seconds: float = Field(

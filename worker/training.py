@@ -21,7 +21,7 @@ from registry import catalog, data, events, jobs
 from registry.catalog import NewVersion
 from registry.db import Database
 from registry.errors import Conflict
-from registry.models import Model
+from registry.models import Decision, Model, Stage
 from registry.notify import ChampionNotifier
 from tuning import persist
 from tuning.challenge import Champion, NotEnoughData, Outcome, Split, conclude, prepare
@@ -219,7 +219,7 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
     result: dict[str, Any] = {
         "candidate_version": None,
         "champion_version": job.champion.version if job.champion else None,
-        "decision": "promoted" if promoted else "rejected",
+        "decision": Decision.PROMOTED if promoted else Decision.REJECTED,
         "reason": decision.reason,
         "metrics": decision.metrics,
         "candidate": {
@@ -237,14 +237,14 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
         actor = f"worker:{row.worker}"
         if outcome.registrable:
             version = catalog.register_version(
-                s, model, _new_version(job, outcome), stage="challenger"
+                s, model, _new_version(job, outcome), stage=Stage.CHALLENGER
             )
             result["candidate_version"] = version.version
             if promoted:
                 catalog.promote(s, model, version, actor=actor, reason=decision.reason)
                 result["champion_version"] = version.version
             else:
-                version.stage = "rejected"
+                version.stage = Stage.REJECTED
         events.record(
             s,
             model.id,

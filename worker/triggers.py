@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from registry import catalog, data, jobs, monitoring
 from registry.db import Database
-from registry.models import utcnow
+from registry.models import Model, Trigger, utcnow
+from tuning.spec import RetrainSettings
 from worker.settings import WorkerSettings
 
 
@@ -45,15 +48,14 @@ def tick(db: Database, settings: WorkerSettings) -> TickResult:
     return out
 
 
-def _due(session, model, retrain) -> str | None:  # type: ignore[no-untyped-def]
+def _due(session: Session, model: Model, retrain: RetrainSettings) -> Trigger | None:
     last = jobs.last_finished(session, model.id)
     if retrain.min_new_labels is not None:
         new = data.rows_after(session, model.id, last.last_row_id if last else None)
         if new >= retrain.min_new_labels and not monitoring.young_regime(session, model):
-            return "labels"
+            return Trigger.LABELS
     if retrain.schedule_seconds is not None:
         since = last.created_at if last else model.created_at
         if utcnow() - since >= timedelta(seconds=retrain.schedule_seconds):
-            return "schedule"
+            return Trigger.SCHEDULE
     return None
-

@@ -39,12 +39,14 @@ def test_stationary_errors_give_no_false_alarm() -> None:
     alarms = 0
     for seed in range(20):
         rng = np.random.default_rng(100 + seed)
-        alarms += find_concept_change(
-            _bernoulli(rng, (20_000, 0.15)), delta=0.002, min_rows=100
-        ) is not None
-        alarms += find_concept_change(
-            np.abs(rng.normal(size=20_000)), delta=0.002, min_rows=100
-        ) is not None
+        alarms += (
+            find_concept_change(_bernoulli(rng, (20_000, 0.15)), delta=0.002, min_rows=100)
+            is not None
+        )
+        alarms += (
+            find_concept_change(np.abs(rng.normal(size=20_000)), delta=0.002, min_rows=100)
+            is not None
+        )
     assert alarms == 0
 
 

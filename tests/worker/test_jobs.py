@@ -34,7 +34,7 @@ def _run(db, job_id: str) -> None:  # type: ignore[no-untyped-def]
 
 def _submit(db) -> str:  # type: ignore[no-untyped-def]
     with db.session() as s:
-        return jobs.submit(s, catalog.get_model(s, "churn"), trigger="test", actor="t")[0].id
+        return jobs.submit(s, catalog.get_model(s, "churn"), trigger="admin", actor="t")[0].id
 
 
 def test_a_first_retrain_registers_and_promotes(db) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
         data.add_rows(s, model, spec, churn_rows(400, seed=1))
-        job, _ = jobs.submit(s, model, trigger="test", actor="test")
+        job, _ = jobs.submit(s, model, trigger="admin", actor="test")
         job_id, model_id = job.id, model.id
     job = claim(db, job_id, worker="w")
     assert job is not None
