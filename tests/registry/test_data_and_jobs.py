@@ -11,10 +11,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import StatementError
 
 from registry import catalog, data, jobs
 from registry.errors import InvalidData
-from registry.models import Job, PredictionBatch, utcnow
+from registry.models import Job, JobStatus, PredictionBatch, Trigger, utcnow
 from tests.factories import churn_rows, churn_spec, features_only
 
 
@@ -154,6 +155,20 @@ def test_retrain_is_single_flight(db) -> None:  # type: ignore[no-untyped-def]
         first, created = jobs.submit(s, model, trigger="admin", actor="a")
         again, created_again = jobs.submit(s, model, trigger="admin", actor="b")
         assert created and not created_again and again.id == first.id
+
+
+def test_job_fields_are_enums_and_refuse_unknown_values(db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        model, _ = _model_with_rows(s)
+        job, _ = jobs.submit(s, model, trigger=Trigger.LABELS, actor="a")
+        job_id = job.id
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        assert job.trigger is Trigger.LABELS and job.status is JobStatus.QUEUED
+        job.status = "finished"  # type: ignore[assignment]  # not a JobStatus on purpose
+        with pytest.raises(StatementError, match="not among the defined enum values"):
+            s.flush()
+        s.rollback()
 
 
 def test_a_silent_worker_loses_its_job(db) -> None:  # type: ignore[no-untyped-def]
