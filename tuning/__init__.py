@@ -20,11 +20,11 @@ Promotion (tuning.policy)
     baseline_prediction(spec, y_train, n), mcnemar_p(a_ok, b_ok), paired_bootstrap(...)
 Search (tuning.search)
     tune(spec, X, y, *, champion=None, champion_rows_end=None, seed=None, progress=None)
-        -> TuneResult(best: Candidate, trials: list[dict])
+        -> TuneResult(best: Candidate, trials: list[Trial])
     The same search as steps, so one rung's fits can run on several workers (tuning.steps):
     plan(spec, n_rows, *, seed=None) -> SearchState     to_json() / from_json(d) travel
     pending(state) -> list[FitTask(run, rung, start, end)]
-    evaluate(spec, X, y, state, task) -> trial dict     anywhere, in any order
+    evaluate(spec, X, y, state, task) -> Trial          anywhere, in any order
     advance(spec, state, trials) -> SearchState         next rung, or finished
     finish(spec, X, y, state, *, champion=None, champion_rows_end=None) -> TuneResult
     Candidate.kind: "refit" (best run, refit up to the newest row), "fusion" (a soft-voting
@@ -36,59 +36,7 @@ Persistence (tuning.persist)
 One retrain end to end (tuning.challenge)
     challenge(spec, rows, labels, *, champion, progress=None) -> Outcome
 
-Names are re-exported lazily (PEP 562): ``from tuning.spec import ModelSpec`` in the API or the
-registry must not pay for importing scikit-learn, skl2onnx and onnxruntime (~2 s).
+Import from the modules themselves: the package re-exports nothing, so that
+``from tuning.spec import ModelSpec`` in the API or the registry does not pay for importing
+scikit-learn, skl2onnx and onnxruntime (~2 s).
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "tuning.data": ("MISSING", "frame", "normalize", "target"),
-    "tuning.export": (
-        "OnnxModel",
-        "ParityReport",
-        "Prediction",
-        "check_parity",
-        "predict_sklearn",
-        "to_onnx",
-    ),
-    "tuning.metrics": ("greater_is_better", "per_row_loss", "score"),
-    "tuning.pipeline": ("build_pipeline",),
-    "tuning.policy": (
-        "Decision",
-        "baseline_prediction",
-        "decide",
-        "mcnemar_p",
-        "paired_bootstrap",
-    ),
-    "tuning.search": (
-        "Candidate",
-        "FitTask",
-        "SearchState",
-        "TuneResult",
-        "TuningError",
-        "advance",
-        "evaluate",
-        "finish",
-        "pending",
-        "plan",
-        "tune",
-    ),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuning' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])

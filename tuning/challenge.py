@@ -20,6 +20,7 @@ from tuning.export import OnnxModel, ParityReport, check_parity, to_onnx
 from tuning.policy import Decision, baseline_prediction, decide
 from tuning.search import Candidate, TuneResult, tune
 from tuning.spec import ModelSpec
+from tuning.state import Trial
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Outcome:
     decision: Decision
     holdout: tuple[int, int]
     classes: list[str] | None
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
 
     @property
     def registrable(self) -> bool:

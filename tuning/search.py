@@ -26,8 +26,18 @@ from sklearn.pipeline import Pipeline
 
 from tuning import data
 from tuning.spec import ModelSpec
-from tuning.state import Candidate, FitTask, SearchState, TuneResult, TuningError
-from tuning.steps import KEEP, RUNGS, _evaluate, _finish, advance, evaluate, finish, pending, plan
+from tuning.state import Candidate, FitTask, SearchState, Trial, TuneResult, TuningError
+from tuning.steps import (
+    KEEP,
+    RUNGS,
+    advance,
+    evaluate,
+    evaluate_frame,
+    finish,
+    finish_frame,
+    pending,
+    plan,
+)
 
 __all__ = [
     "Candidate",
@@ -78,14 +88,14 @@ def tune(
             progress(min(done / planned, 0.99))
 
     while not state.finished:
-        trials = []
+        trials: list[Trial] = []
         for task in _best_first(state):
             if trials and time.time() > state.deadline:
                 break  # out of time: advance ranks what finished at this rung
-            trials.append(_evaluate(spec, X, y, state, task))
+            trials.append(evaluate_frame(spec, X, y, state, task))
             tick()
         state = advance(spec, state, trials)
-    result = _finish(spec, X, y, state, champion, champion_rows_end, tick)
+    result = finish_frame(spec, X, y, state, champion, champion_rows_end, tick)
     if progress is not None:
         progress(1.0)
     return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from sklearn.pipeline import Pipeline
@@ -42,11 +42,51 @@ class Candidate:
 
 
 @dataclass
+class Trial:
+    """One step of the search as the job's leaderboard shows it: a rung fit, a final refit, a
+    warm start's probe or continuation, a fusion's validation or refit, or why one was skipped.
+
+    kind: "refit", "warm_start" or "fusion"; stage: "rung N", "final", "validation",
+    "validate", "skipped" or "failed". rows: [start, end) of the rows fitted; window: the
+    newest rows a refit may use (None: all of them); run and rung: the refit run and rung.
+    """
+
+    kind: str
+    stage: str
+    config: dict[str, Any] | None = None
+    window: int | None = None
+    run: int | None = None
+    rung: int | None = None
+    rows: list[int] | None = None
+    validation_score: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+    note: str | None = None
+    members: list[dict[str, Any]] | None = None  # a fusion's
+    weights: list[float] | None = None  # a fusion's
+    best_single: float | None = None  # what a fusion had to beat
+    worker: str | None = None  # the worker that fitted a fanned-out rung trial
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON, without the fields this trial does not have (window and score stay:
+        null says something there)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None or f.name in ("window", "validation_score")
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Trial:
+        return cls(**d)
+
+
+@dataclass
 class TuneResult:
-    """The best candidate and every trial (JSON-serialisable dicts) that led to it."""
+    """The best candidate and every trial that led to it."""
 
     best: Candidate
-    trials: list[dict[str, Any]]
+    trials: list[Trial]
 
 
 @dataclass
@@ -79,7 +119,7 @@ class SearchState:
     rung: int
     alive: list[int]
     deadline: float
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
     finished: bool = False
     floor: int | None = None  # first row of the current regime; no window starts before it
 
@@ -91,7 +131,8 @@ class SearchState:
     def from_json(cls, d: dict[str, Any]) -> SearchState:
         """The state back from to_json(); copies, so ``d`` stays independent of it."""
         d = json.loads(json.dumps(d, allow_nan=False))
-        return cls(**{**d, "runs": [Run(**r) for r in d["runs"]]})
+        runs, trials = [Run(**r) for r in d["runs"]], [Trial.from_json(t) for t in d["trials"]]
+        return cls(**{**d, "runs": runs, "trials": trials})
 
 
 @dataclass(frozen=True)

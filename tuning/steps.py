@@ -12,7 +12,7 @@ start competes against whichever of the two is better.
 
 from __future__ import annotations
 
-import json
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +28,7 @@ from tuning.fusion import _pick, fused_candidate, fused_members, refit_fused
 from tuning.pipeline import build_pipeline
 from tuning.space import jsonable, sample_configs
 from tuning.spec import ModelSpec
-from tuning.state import Candidate, FitTask, Run, SearchState, TuneResult, TuningError
+from tuning.state import Candidate, FitTask, Run, SearchState, Trial, TuneResult, TuningError
 from tuning.warm import warm_start
 
 MIN_VALIDATION_ROWS = 5
@@ -115,20 +115,22 @@ def _frame(spec: ModelSpec, X: pd.DataFrame, y: Any, n: int) -> tuple[pd.DataFra
 
 def evaluate(
     spec: ModelSpec, X: pd.DataFrame, y: np.ndarray, state: SearchState, task: FitTask
-) -> dict[str, Any]:
-    """Fit one pending task and score it on the validation rows; the trial (JSON dict).
+) -> Trial:
+    """Fit one pending task and score it on the validation rows; its trial.
 
     X, y: the full training frame given to plan/tune, on every worker.
     """
     if task not in pending(state):
         raise ValueError(f"{task} is not pending at rung {state.rung}")
     X, y = _frame(spec, X, y, state.n)
-    return _evaluate(spec, X, y, state, task)
+    return evaluate_frame(spec, X, y, state, task)
 
 
-def _evaluate(
+def evaluate_frame(
     spec: ModelSpec, X: pd.DataFrame, y: np.ndarray, state: SearchState, task: FitTask
-) -> dict[str, Any]:
+) -> Trial:
+    """evaluate on a frame already normalised (tuning.data) to the planned rows, unchecked:
+    the one-process driver (tuning.search.tune) normalises once, not once per fit."""
     run, (start, end), n_train = state.runs[task.run], (task.start, task.end), state.n_train
     t0, trial, score = time.monotonic(), _trial(run, task), None
     try:
@@ -136,54 +138,61 @@ def _evaluate(
         fit_quietly(pipe, X.iloc[start:end], y[start:end])
         score = validation_score(str(spec.metric), pipe, X.iloc[n_train:], y[n_train:])
     except Exception as exc:  # a failing configuration only loses the race
-        trial["error"] = f"{type(exc).__name__}: {exc}"
-    trial.update(validation_score=score, seconds=round(time.monotonic() - t0, 3))
+        trial.error = f"{type(exc).__name__}: {exc}"
+    trial.validation_score, trial.seconds = score, round(time.monotonic() - t0, 3)
     return trial
 
 
-def _trial(run: Run, task: FitTask) -> dict[str, Any]:
+def _trial(run: Run, task: FitTask) -> Trial:
     """What a rung trial says about its fit, before the outcome."""
-    return {
-        "kind": "refit",
-        "stage": f"rung {task.rung}",
-        "run": run.index,
-        "rung": task.rung,
-        "config": jsonable(run.config),
-        "window": run.window,
-        "rows": [task.start, task.end],
-    }
+    return Trial(
+        kind="refit",
+        stage=f"rung {task.rung}",
+        run=run.index,
+        rung=task.rung,
+        config=jsonable(run.config),
+        window=run.window,
+        rows=[task.start, task.end],
+    )
 
 
-def advance(spec: ModelSpec, state: SearchState, trials: list[dict[str, Any]]) -> SearchState:
+def failed_trial(task: FitTask, error: str) -> Trial:
+    """The trial of a fit that never reported (its worker crashed); advance fills in the rest."""
+    return Trial(kind="refit", stage=f"rung {task.rung}", run=task.run, rung=task.rung, error=error)
+
+
+def advance(spec: ModelSpec, state: SearchState, trials: list[Trial]) -> SearchState:
     """Record the rung's trials (any order), keep the best 1/KEEP, and move on or finish.
 
     Fewer trials than pending tasks (the budget ran out mid-rung) finish the search with what
-    was fitted, as does a passed deadline. A trial needs only "run", "rung" and
-    "validation_score" (or "error", e.g. from a worker that crashed); the rest is filled in.
-    Returns a new state; ``state`` is left as it was.
+    was fitted, as does a passed deadline. A trial needs only its run, rung and validation
+    score (or an error, e.g. from a worker that crashed); the rest is filled in. Returns a new
+    state; ``state`` and ``trials`` are left as they were.
     """
     if state.finished:
         raise ValueError("the search is already finished")
     state = SearchState.from_json(state.to_json())
     expected = {t.run: t for t in pending(state)}
-    trials = sorted(json.loads(json.dumps(trials)), key=lambda t: t.get("run", -1))
-    runs = [t.get("run") for t in trials]
+    trials = sorted(
+        (copy.deepcopy(t) for t in trials), key=lambda t: -1 if t.run is None else t.run
+    )
+    runs = [t.run for t in trials]
     if len(set(runs)) < len(runs):
         raise ValueError(f"duplicate trials for runs {runs} at rung {state.rung}")
     for t in trials:
-        task = expected.get(t.get("run"))
-        if task is None or t.get("rung") != task.rung:
-            raise ValueError(f"trial of run {t.get('run')}, rung {t.get('rung')} is not pending")
+        task = expected.get(t.run) if t.run is not None else None
+        if task is None or t.rung != task.rung:
+            raise ValueError(f"trial of run {t.run}, rung {t.rung} is not pending")
         run = state.runs[task.run]
         head = _trial(run, task)
-        if t.get("rows", head["rows"]) != head["rows"] or t.get("config", run.config) != run.config:
+        if t.rows not in (None, head.rows) or t.config not in (None, head.config):
             raise ValueError(f"trial of run {run.index} fitted something else: {t}")
-        t.update({**head, "validation_score": None, **t})  # what was reported wins
-        if t["validation_score"] is None:
-            t.setdefault("error", "no validation score")
-        run.score, run.error = t["validation_score"], t.get("error")
+        t.config, t.window, t.rows = head.config, head.window, head.rows  # the rest was reported
+        if t.validation_score is None and t.error is None:
+            t.error = "no validation score"
+        run.score, run.error = t.validation_score, t.error
     state.trials.extend(trials)
-    done = [state.runs[t["run"]] for t in trials]
+    done = [state.runs[t.run] for t in trials if t.run is not None]
     ranked = _rank(spec, done)
     if not ranked or ranked[0].score is None:
         errors = "; ".join(str(r.error) for r in done[:3]) or "no fit reported"
@@ -211,10 +220,10 @@ def finish(
     champion / champion_rows_end: as for tune.
     """
     X, y = _frame(spec, X, y, state.n)
-    return _finish(spec, X, y, state, champion, champion_rows_end, lambda: None)
+    return finish_frame(spec, X, y, state, champion, champion_rows_end, lambda: None)
 
 
-def _finish(
+def finish_frame(
     spec: ModelSpec,
     X: pd.DataFrame,
     y: np.ndarray,
@@ -223,9 +232,10 @@ def _finish(
     champion_rows_end: int | None,
     tick: Callable[[], None],
 ) -> TuneResult:
+    """finish on a normalised frame, calling tick() after each of its fits (for progress)."""
     if not state.finished:
         raise ValueError(f"the search is still at rung {state.rung}; advance it first")
-    trials: list[dict[str, Any]] = json.loads(json.dumps(state.trials))
+    trials = copy.deepcopy(state.trials)
     alive = [state.runs[i] for i in state.alive]
     best, best_run = _final_refit(spec, alive, X, y, state.seed, trials, state.floor)
     tick()
@@ -251,7 +261,7 @@ def _final_refit(
     X: pd.DataFrame,
     y: np.ndarray,
     seed: int,
-    trials: list,
+    trials: list[Trial],
     floor: int | None = None,
 ) -> tuple[Candidate, Run]:
     """Refit the best configuration on its window ending at the newest row; it and its run.
@@ -262,17 +272,24 @@ def _final_refit(
     n, errors = len(X), []
     for run in ranked:
         start, t0 = _window_start(n, run.window, floor), time.monotonic()
-        trial = {"kind": "refit", "stage": "final", "run": run.index}
-        trial["config"] = jsonable(run.config)
-        trial.update(window=run.window, rows=[start, n], validation_score=run.score)
+        trial = Trial(
+            kind="refit",
+            stage="final",
+            run=run.index,
+            config=jsonable(run.config),
+            window=run.window,
+            rows=[start, n],
+            validation_score=run.score,
+        )
+        trials.append(trial)
         try:
             pipe = build_pipeline(spec, run.config, random_state=seed)
             fit_quietly(pipe, X.iloc[start:n], y[start:n])
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
-            trials.append({**trial, "error": errors[-1]})
+            trial.error = errors[-1]
             continue
-        trials.append({**trial, "seconds": round(time.monotonic() - t0, 3)})
+        trial.seconds = round(time.monotonic() - t0, 3)
         assert run.score is not None
         cand = Candidate(pipe, jsonable(run.config), "refit", run.window, (start, n), run.score)
         return cand, run
@@ -286,7 +303,7 @@ def _fusion(
     state: SearchState,
     best: Candidate,
     best_run: Run,
-    trials: list[dict[str, Any]],
+    trials: list[Trial],
 ) -> Candidate:
     """A soft-voting fusion of the last rung's best runs, if it beats ``best`` on validation.
 
@@ -301,13 +318,17 @@ def _fusion(
     (at most 9 candidates, KEEP = 3) has nothing to fuse and leaves none. Skipped when the
     deadline has passed.
     """
-    head: dict[str, Any] = {"kind": "fusion", "config": {"family": "fusion"}, "window": None}
+
+    def trial(stage: str, **fields: Any) -> Trial:
+        out = Trial(kind="fusion", stage=stage, config={"family": "fusion"}, **fields)
+        trials.append(out)
+        return out
+
     runs = _rank(spec, [state.runs[i] for i in state.alive if state.runs[i].score is not None])
     if len(runs) < 2:
         return best
     if time.time() > state.deadline:
-        note = "the time budget is spent"
-        trials.append({**head, "stage": "skipped", "note": note, "seconds": 0.0})
+        trial("skipped", note="the time budget is spent", seconds=0.0)
         return best
     n, n_train, sign = state.n, state.n_train, _sign(spec)
     keys = [(r.config.get("family"), r.window) for r in runs]
@@ -338,29 +359,30 @@ def _fusion(
         except ValueError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
     if found is None:
-        note = "fewer than 2 of the best runs fit together"
-        trial = {**head, "stage": "skipped", "note": note}
-        trial["seconds"] = round(time.monotonic() - t0, 3)
-        trials.append({**trial, **({"error": "; ".join(errors)} if errors else {})})
+        trial(
+            "skipped",
+            note="fewer than 2 of the best runs fit together",
+            seconds=round(time.monotonic() - t0, 3),
+            error="; ".join(errors) or None,
+        )
         return best
     fused, score, chosen = found
     weights = fused_members(fused)[1]
     chosen_members = [members[i] for i in chosen]
     wins = sign * score > sign * best.validation_score
     verdict = "beats" if wins else "does not beat"
-    trial = {
-        **head,
-        "stage": "validate",
-        "members": [_member(run, rows) for run, rows in chosen_members],
-        "weights": weights,
-        "rows": [min(rows[0] for _, rows in chosen_members), n_train],
-        "validation_score": score,
-        "best_single": best.validation_score,
-        "note": f"fusion {verdict} the best single candidate ({score:.6g} vs "
+    trial(
+        "validate",
+        members=[_member(run, rows) for run, rows in chosen_members],
+        weights=weights,
+        rows=[min(rows[0] for _, rows in chosen_members), n_train],
+        validation_score=score,
+        best_single=best.validation_score,
+        note=f"fusion {verdict} the best single candidate ({score:.6g} vs "
         f"{best.validation_score:.6g})",
-        "seconds": round(time.monotonic() - t0, 3),
-    }
-    trials.append({**trial, **({"error": "; ".join(errors)} if errors else {})})
+        seconds=round(time.monotonic() - t0, 3),
+        error="; ".join(errors) or None,
+    )
     if not wins:
         return best
     t0, refits, final_members = time.monotonic(), [], []
@@ -376,23 +398,18 @@ def _fusion(
             final_members.append(_member(run, (start, n)))
         pipeline = refit_fused(spec, refits, weights)
     except Exception as exc:  # e.g. a wider window brought a class another member lacks
-        error = f"{type(exc).__name__}: {exc}"
         seconds = round(time.monotonic() - t0, 3)
-        trial = {**head, "stage": "final", "weights": weights, "seconds": seconds}
-        trials.append({**trial, "error": error})
+        trial("final", weights=weights, seconds=seconds, error=f"{type(exc).__name__}: {exc}")
         return best
     rows = (min(m["rows"][0] for m in final_members), n)
     config = {"family": "fusion", "members": final_members, "weights": weights}
-    trials.append(
-        {
-            **head,
-            "stage": "final",
-            "members": final_members,
-            "weights": weights,
-            "rows": list(rows),
-            "validation_score": score,
-            "seconds": round(time.monotonic() - t0, 3),
-        }
+    trial(
+        "final",
+        members=final_members,
+        weights=weights,
+        rows=list(rows),
+        validation_score=score,
+        seconds=round(time.monotonic() - t0, 3),
     )
     return Candidate(pipeline, jsonable(config), "fusion", None, rows, score)
 

@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from tuning.fitting import quiet, validation_score
 from tuning.metrics import greater_is_better
 from tuning.spec import ModelSpec
+from tuning.state import Trial
 
 EPOCH_CHECKPOINTS = (5, 10, 20, 40)
 MAX_ROW_PASSES = 400_000  # epochs x new rows allowed beyond the first checkpoint
@@ -108,51 +109,50 @@ def warm_start(
     n_train: int,
     *,
     metric: str,
-    trials: list[dict[str, Any]],
+    trials: list[Trial],
 ) -> WarmResult | None:
     """Validate a continued copy on the new rows before ``n_train``, then continue another copy
     on every new row (validation included). None, with a trial saying why, when not possible.
     """
     n, new_start = len(X), champion_rows_end or 0
     family = warm_family(champion)
-    trial: dict[str, Any] = {"kind": "warm_start", "window": None}
     reason = _skip_reason(spec, champion, y, new_start, n_train)
     if reason is not None:
         config = {"family": family, "continued_from": "champion"}
-        trials.append({**trial, "config": config, "stage": "skipped", "note": reason})
+        trials.append(Trial(kind="warm_start", stage="skipped", config=config, note=reason))
         return None
     sign = 1.0 if greater_is_better(metric) else -1.0
     t0 = time.monotonic()
     try:
         scores = _probe(metric, champion, X, y, n_train, new_start)
         for epochs, value in scores:
-            config = {"family": family, "continued_from": "champion", "epochs": epochs}
             trials.append(
-                {
-                    **trial,
-                    "config": config,
-                    "stage": "validation",
-                    "rows": [new_start, n_train],
-                    "validation_score": value,
-                    "seconds": round(time.monotonic() - t0, 3),
-                }
+                Trial(
+                    kind="warm_start",
+                    stage="validation",
+                    config={"family": family, "continued_from": "champion", "epochs": epochs},
+                    rows=[new_start, n_train],
+                    validation_score=value,
+                    seconds=round(time.monotonic() - t0, 3),
+                )
             )
         epochs, score = max(scores, key=lambda es: (sign * es[1], -es[0]))
         epochs = epochs or EPOCH_CHECKPOINTS[0]
-        config = {"family": family, "continued_from": "champion", "epochs": epochs}
+        config: dict[str, Any] = {"family": family, "continued_from": "champion", "epochs": epochs}
         t0 = time.monotonic()
         final = continue_training(champion, X.iloc[new_start:n], y[new_start:n], epochs=epochs)
     except Exception as exc:  # the champion may not fit this data; the refit still stands
-        trials.append({**trial, "stage": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        error = f"{type(exc).__name__}: {exc}"
+        trials.append(Trial(kind="warm_start", stage="failed", error=error))
         return None
     trials.append(
-        {
-            **trial,
-            "config": config,
-            "stage": "final",
-            "rows": [new_start, n],
-            "validation_score": score,
-            "seconds": round(time.monotonic() - t0, 3),
-        }
+        Trial(
+            kind="warm_start",
+            stage="final",
+            config=config,
+            rows=[new_start, n],
+            validation_score=score,
+            seconds=round(time.monotonic() - t0, 3),
+        )
     )
     return WarmResult(final, config, (new_start, n), score)

@@ -17,6 +17,8 @@ from celery import chord
 
 from registry.db import Database
 from tuning.search import FitTask, SearchState, advance, evaluate, finish, pending, plan
+from tuning.state import Trial
+from tuning.steps import failed_trial
 from worker.training import JobData, JobLost, load
 
 CANDIDATE_TASK = "loopserve.candidate"
@@ -72,13 +74,9 @@ def fit(
     except JobLost:
         return {"stale": True}
     except Exception as exc:
-        trial = {
-            "run": task["run"],
-            "rung": task["rung"],
-            "validation_score": None,
-            "error": f"{type(exc).__name__}: {exc}",
-        }
-    return {**trial, "worker": worker}
+        trial = failed_trial(FitTask(**task), f"{type(exc).__name__}: {exc}")
+    trial.worker = worker
+    return trial.to_json()
 
 
 def next_step(
@@ -89,7 +87,7 @@ def next_step(
     if any(t.get("stale") for t in trials):
         raise JobLost(f"attempt {attempt} of job {job_id} is over")
     job = cache.get(job_id, attempt)
-    after = advance(job.spec, SearchState.from_json(state), trials)
+    after = advance(job.spec, SearchState.from_json(state), [Trial.from_json(t) for t in trials])
     if not after.finished:
         return after, None
     result = finish(

@@ -229,7 +229,7 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
             "validation_score": cand.validation_score,
         },
         "parity": vars(outcome.parity),
-        "trials": outcome.trials,
+        "trials": [t.to_json() for t in outcome.trials],
     }
     with db.session() as s:
         row = jobs.ensure_current(s, job.job_id, attempt=job.attempt)

@@ -17,6 +17,7 @@ from tuning.export import predict_sklearn
 from tuning.fusion import fused_candidate, fused_members, is_fused
 from tuning.search import SearchState, advance, evaluate, finish, pending, plan, tune
 from tuning.spec import ModelSpec
+from tuning.state import Trial
 
 # Cheap families, ten candidates (10 -> 4 -> 2 runs reach the last rung), two windows.
 CASES = {
@@ -48,8 +49,8 @@ CASES = {
 }
 
 
-def fusion_trials(trials: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
-    return [t for t in trials if t["kind"] == "fusion" and t["stage"] == stage]
+def fusion_trials(trials: list[Trial], stage: str) -> list[Trial]:
+    return [t for t in trials if t.kind == "fusion" and t.stage == stage]
 
 
 def frame(spec: ModelSpec, seed: int, n: int = 600) -> tuple[pd.DataFrame, np.ndarray]:
@@ -68,31 +69,32 @@ def test_a_fusion_that_beats_the_best_run_is_the_challenger_and_exports(task: st
     assert out.registrable and out.parity.ok and out.onnx
     (validate,) = fusion_trials(out.trials, "validate")
     (final,) = fusion_trials(out.trials, "final")
-    assert validate["validation_score"] < validate["best_single"]  # log_loss, rmse: lower wins
-    assert "beats" in validate["note"] and "does not" not in validate["note"]
-    assert best.validation_score == validate["validation_score"] == final["validation_score"]
-    refits = [t for t in out.trials if t["kind"] == "refit" and t["stage"] == "final"]
-    assert validate["best_single"] == refits[-1]["validation_score"]
+    assert validate.validation_score < validate.best_single  # log_loss, rmse: lower wins
+    assert "beats" in validate.note and "does not" not in validate.note
+    assert best.validation_score == validate.validation_score == final.validation_score
+    refits = [t for t in out.trials if t.kind == "refit" and t.stage == "final"]
+    assert validate.best_single == refits[-1].validation_score
 
     # What the worker records: kind, a JSON config, no single window, rows a tuple of ints.
     config = best.config
     assert json.loads(json.dumps(config, allow_nan=False)) == config
-    assert config["family"] == "fusion" and config["weights"] == validate["weights"]
+    assert config["family"] == "fusion" and config["weights"] == validate.weights
     assert len(config["members"]) == 2 and sum(config["weights"]) == pytest.approx(1)
     assert best.window is None and isinstance(best.rows, tuple)
     starts = [m["rows"][0] for m in config["members"]]
     assert best.rows == (min(starts), n) and all(m["rows"][1] == n for m in config["members"])
-    for member, validated in zip(config["members"], validate["members"], strict=True):
+    for member, validated in zip(config["members"], validate.members, strict=True):
         assert member["config"] == validated["config"] and member["window"] == validated["window"]
         # Validated on the rows before the validation split, refit on its window up to n.
-        assert validated["rows"][1] == validate["rows"][1] < n
+        assert validated["rows"][1] == validate.rows[1] < n
         assert member["rows"][0] == max(0, n - (member["window"] or n))
-    assert config["members"] == final["members"]
+    assert config["members"] == final.members
     members, weights = fused_members(best.pipeline)
     assert len(members) == 2 and weights == pytest.approx(config["weights"])
 
     # The job result carries the trials: plain JSON.
-    assert json.loads(json.dumps(out.trials, allow_nan=False)) == out.trials
+    as_json = [t.to_json() for t in out.trials]
+    assert json.loads(json.dumps(as_json, allow_nan=False)) == as_json
     # The registry stores the pipeline with skops: it comes back the same model.
     assert out.pipeline_bytes is not None
     loaded = persist.loads(out.pipeline_bytes)
@@ -119,11 +121,11 @@ def test_a_fusion_that_does_not_beat_the_best_run_is_never_chosen(
     monkeypatch.setattr("tuning.steps.fused_candidate", no_better)
     result = tune(spec, X, y, seed=seed)
     (validate,) = fusion_trials(result.trials, "validate")
-    assert validate["validation_score"] == validate["best_single"] + offset
-    assert "does not beat" in validate["note"]
+    assert validate.validation_score == validate.best_single + offset
+    assert "does not beat" in validate.note
     assert fusion_trials(result.trials, "final") == []
     assert result.best.kind == "refit" and not is_fused(result.best.pipeline)
-    assert result.best.validation_score == validate["best_single"]
+    assert result.best.validation_score == validate.best_single
 
 
 def test_searches_choose_the_fusion_exactly_when_it_validates_better() -> None:
@@ -132,7 +134,7 @@ def test_searches_choose_the_fusion_exactly_when_it_validates_better() -> None:
     for seed in (6, 0):  # fusion loses at 6 and wins at 0 (see the validate trials)
         result = tune(spec, *frame(spec, seed), seed=seed)
         (validate,) = fusion_trials(result.trials, "validate")
-        better = validate["validation_score"] < validate["best_single"]
+        better = validate.validation_score < validate.best_single
         assert (result.best.kind == "fusion") == better
         chosen.append(result.best.kind)
     assert chosen == ["refit", "fusion"]
@@ -173,7 +175,7 @@ def test_no_fusion_once_the_budget_is_spent() -> None:
     late = SearchState.from_json({**state.to_json(), "deadline": 0.0})
     result = finish(spec, X, y, late)
     (skipped,) = fusion_trials(result.trials, "skipped")
-    assert "budget" in skipped["note"] and result.best.kind == "refit"
+    assert "budget" in skipped.note and result.best.kind == "refit"
     assert finish(spec, X, y, state).best.kind == "fusion"
 
 
@@ -183,7 +185,7 @@ def test_the_spec_can_turn_fusion_off() -> None:
     off = spec.model_copy(update={"retrain": spec.retrain.model_copy(update={"fusion": False})})
     result = tune(off, X, y, seed=seed)
     assert result.best.kind == "refit"
-    assert not [t for t in result.trials if t["kind"] == "fusion"]
+    assert not [t for t in result.trials if t.kind == "fusion"]
 
 
 def test_a_failing_fusion_refit_leaves_the_best_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,6 +198,6 @@ def test_a_failing_fusion_refit_leaves_the_best_run(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("tuning.steps.refit_fused", broken)
     result = tune(spec, X, y, seed=seed)
     (final,) = fusion_trials(result.trials, "final")
-    assert "ValueError: member 1" in final["error"]
+    assert "ValueError: member 1" in final.error
     assert result.best.kind == "refit"
-    json.dumps(result.trials, allow_nan=False)
+    json.dumps([t.to_json() for t in result.trials], allow_nan=False)

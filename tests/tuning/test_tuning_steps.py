@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -29,6 +30,13 @@ from tuning.search import (
     tune,
 )
 from tuning.spec import ModelSpec
+from tuning.state import Trial
+from tuning.steps import failed_trial
+
+
+def wire_trial(trial: Trial) -> Trial:
+    """A trial as it comes back from a worker: through JSON."""
+    return Trial.from_json(json.loads(json.dumps(trial.to_json(), allow_nan=False)))
 
 
 def wire(state: SearchState) -> SearchState:
@@ -36,8 +44,8 @@ def wire(state: SearchState) -> SearchState:
     return SearchState.from_json(json.loads(json.dumps(state.to_json(), allow_nan=False)))
 
 
-def without_seconds(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in t.items() if k != "seconds"} for t in trials]
+def without_seconds(trials: list[Trial]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in t.to_json().items() if k != "seconds"} for t in trials]
 
 
 def drive_by_hand(
@@ -49,7 +57,7 @@ def drive_by_hand(
     while not state.finished:
         tasks = pending(wire(state))
         assert [t.run for t in tasks] == sorted(t.run for t in tasks)
-        trials = [json.loads(json.dumps(evaluate(spec, X, y, wire(state), t))) for t in tasks[::-1]]
+        trials = [wire_trial(evaluate(spec, X, y, wire(state), t)) for t in tasks[::-1]]
         shuffle.shuffle(trials)
         state, rungs = wire(advance(spec, wire(state), trials)), rungs + 1
     assert pending(state) == []
@@ -86,7 +94,7 @@ def test_steps_by_hand_give_the_same_result_as_tune(
     if task == "classification":
         np.testing.assert_array_equal(pa.proba, pb.proba)
     assert without_seconds(one_process.trials) == without_seconds(by_hand.trials)
-    assert any(t["kind"] == "warm_start" for t in by_hand.trials) == with_champion
+    assert any(t.kind == "warm_start" for t in by_hand.trials) == with_champion
 
 
 def test_an_expired_deadline_finishes_after_the_current_rung() -> None:
@@ -103,18 +111,18 @@ def test_an_expired_deadline_finishes_after_the_current_rung() -> None:
     rung_1 = [evaluate(spec, X, y, state, t) for t in pending(state)]
     done = advance(spec, state, rung_1)
     assert done.finished and done.rung == 1 and pending(done) == []
-    best_first = sorted(rung_1, key=lambda t: (-t["validation_score"], t["run"]))
-    assert done.alive == [t["run"] for t in best_first]
+    best_first = sorted(rung_1, key=lambda t: (-t.validation_score, t.run))
+    assert done.alive == [t.run for t in best_first]
     result = finish(spec, X, y, done)
-    assert result.best.config == best_first[0]["config"]
-    assert [t["stage"] for t in result.trials][-3:] == ["rung 1", "final", "skipped"]
+    assert result.best.config == best_first[0].config
+    assert [t.stage for t in result.trials][-3:] == ["rung 1", "final", "skipped"]
     # Three runs were left to fuse, but the budget is spent: the fusion says so and stands down.
-    assert result.trials[-1]["kind"] == "fusion" and "budget" in result.trials[-1]["note"]
+    assert result.trials[-1].kind == "fusion" and "budget" in result.trials[-1].note
     assert result.best.kind == "refit"
 
     # A rung reported only in part (the budget ran out mid-rung) also ends the search.
     partial = advance(spec, state, rung_1[1:])
-    assert partial.finished and sorted(partial.alive) == [t["run"] for t in rung_1[1:]]
+    assert partial.finished and sorted(partial.alive) == [t.run for t in rung_1[1:]]
 
 
 def test_every_fit_failing_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +137,7 @@ def test_every_fit_failing_raises(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("tuning.steps.fit_quietly", broken)
     failed = [evaluate(spec, X, y, state, t) for t in pending(state)]
-    assert all(t["validation_score"] is None and "boom" in t["error"] for t in failed)
+    assert all(t.validation_score is None and "boom" in t.error for t in failed)
     with pytest.raises(TuningError, match=r"every candidate failed at rung 1: ValueError: boom"):
         advance(spec, state, failed)
     with pytest.raises(TuningError, match="rung 1: no fit reported"):
@@ -167,11 +175,11 @@ def test_a_fit_reported_only_as_an_error_loses_the_race() -> None:
     tasks = pending(state)
     trials = [evaluate(spec, X, y, state, t) for t in tasks[1:]]
     # What a worker reports when it could not even call evaluate (e.g. it lost its data).
-    trials.append({"run": 0, "rung": 0, "validation_score": None, "error": "OSError: gone"})
+    trials.append(failed_trial(tasks[0], "OSError: gone"))
     after = advance(spec, state, trials)
     assert 0 not in after.alive and after.runs[0].error == "OSError: gone"
-    (crashed,) = [t for t in after.trials if t["run"] == 0]
-    assert crashed["config"] == state.runs[0].config and crashed["stage"] == "rung 0"
-    assert crashed["rows"] == [tasks[0].start, tasks[0].end]
+    (crashed,) = [t for t in after.trials if t.run == 0]
+    assert crashed.config == state.runs[0].config and crashed.stage == "rung 0"
+    assert crashed.rows == [tasks[0].start, tasks[0].end]
     with pytest.raises(ValueError, match="fitted something else"):
-        advance(spec, state, [{**trials[0], "rows": [0, 1]}])
+        advance(spec, state, [dataclasses.replace(trials[0], rows=[0, 1])])

@@ -28,9 +28,9 @@ def test_warm_start_follows_a_shifted_concept(family: str) -> None:
 
     result = tune(spec, X, y, champion=champion, champion_rows_end=DRIFT)
 
-    warm = [t for t in result.trials if t["kind"] == "warm_start" and t["stage"] == "validation"]
-    assert warm and all(t["rows"] == [DRIFT, n_train] for t in warm)
-    assert max(t["validation_score"] for t in warm) > stale + 0.2
+    warm = [t for t in result.trials if t.kind == "warm_start" and t.stage == "validation"]
+    assert warm and all(t.rows == [DRIFT, n_train] for t in warm)
+    assert max(t.validation_score for t in warm) > stale + 0.2
     best = result.best
     # A logistic refit over both concepts cannot follow the flip; the continued champion can.
     assert best.kind == "warm_start" and best.rows == (DRIFT, N) and best.window is None
@@ -48,9 +48,9 @@ def test_warm_start_regression(family: str) -> None:
         build_pipeline(spec, {"family": family}, random_state=0), X[:DRIFT], y[:DRIFT]
     )
     result = tune(spec, X, y, champion=champion, champion_rows_end=DRIFT)
-    warm = [t for t in result.trials if t["kind"] == "warm_start" and t["stage"] == "validation"]
+    warm = [t for t in result.trials if t.kind == "warm_start" and t.stage == "validation"]
     stale = validation_score("rmse", champion, X[N - 300 :], y[N - 300 :])
-    assert min(t["validation_score"] for t in warm) < stale
+    assert min(t.validation_score for t in warm) < stale
 
 
 def test_warm_start_skips_with_reasons() -> None:
@@ -61,17 +61,17 @@ def test_warm_start_skips_with_reasons() -> None:
 
     def note(champion: Pipeline, rows_end: int) -> str:
         trials = tune(spec, X, y, champion=champion, champion_rows_end=rows_end).trials
-        (skip,) = [t for t in trials if t["kind"] == "warm_start"]
-        assert skip["stage"] == "skipped"
-        return str(skip["note"])
+        (skip,) = [t for t in trials if t.kind == "warm_start"]
+        assert skip.stage == "skipped"
+        return str(skip.note)
 
     assert "no partial_fit" in note(forest, 200)
     assert "validation" in note(sgd, 380)  # it saw rows the validation set is made of
     y_new = y.copy()
     y_new[300:] = "2"
     with_new_class = tune(spec, X, y_new, champion=sgd, champion_rows_end=200).trials
-    (skip,) = [t for t in with_new_class if t["kind"] == "warm_start"]
-    assert "never saw" in skip["note"]
+    (skip,) = [t for t in with_new_class if t.kind == "warm_start"]
+    assert "never saw" in skip.note
     off = make_spec("classification", retrain={"max_candidates": 1, "warm_start": False})
     trials = tune(off, X, y, champion=sgd, champion_rows_end=200).trials
-    assert not [t for t in trials if t["kind"] == "warm_start"]
+    assert not [t for t in trials if t.kind == "warm_start"]
