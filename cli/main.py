@@ -6,7 +6,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the client is imported only by the commands that use it
+    from cli.client import AdminClient
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -67,7 +71,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _client(args: argparse.Namespace) -> AdminClient:
     from cli.client import AdminClient
 
     return AdminClient(args.url, args.token)
@@ -189,7 +193,9 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_migrate
     )
 
-    def admin(name: str, help_: str, func) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    def admin(
+        name: str, help_: str, func: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
         a.add_argument("--url", default=None, help="default: $LOOPSERVE_URL or :8000")
         a.add_argument("--token", default=None, help="default: $LOOPSERVE_ADMIN_TOKEN")

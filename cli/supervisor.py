@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from registry.migrate import upgrade
@@ -79,7 +80,7 @@ def up(host: str, port: int, concurrency: int) -> int:
     return code
 
 
-def terminate(procs, grace: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def terminate(procs: Iterable[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
     """SIGTERM each child (a Celery worker then finishes its task: warm shutdown), SIGKILL
     whatever is left of its process group after `grace` seconds."""
     procs = list(procs)

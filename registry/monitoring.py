@@ -7,7 +7,7 @@ the detectors' view are the same everywhere and survive restarts.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ def error_stream(
         .order_by(LabelledRow.id.desc())
         .limit(limit)
     ).all()[::-1]
-    return [r[0] for r in rows], [float(r[1]) for r in rows]
+    return [r[0] for r in rows], [float(cast(float, r[1])) for r in rows]  # never NULL here
 
 
 def rows_since(session: Session, model_id: int, row_id: int) -> int:

@@ -14,7 +14,7 @@ Classification targets are strings (1, 1.0 and "1" all become "1"); regression t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,7 @@ def _categorical(values: Iterable[Any]) -> np.ndarray:
     return np.array([category(v) for v in values], dtype=object)
 
 
-def frame(spec: ModelSpec, rows: list[Mapping[str, Any]]) -> pd.DataFrame:
+def frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Build the feature frame from dict rows; absent keys and None are missing values.
 
     Keys that are not features (the target, ids) are ignored.

@@ -226,6 +226,7 @@ def check_parity(
         )
     agree = got.labels == expected.labels
     agreement = float(np.mean(agree))
+    assert got.proba is not None and expected.proba is not None  # classes agreed above
     max_diff = float(np.max(np.abs(got.proba - expected.proba)))
     ok = bool(agree.all()) and max_diff <= atol
     if ok:

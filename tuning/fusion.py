@@ -241,7 +241,7 @@ def _usable(spec: ModelSpec, fitted: list[tuple[Pipeline, float]], ranked: list[
     return [i for i in ok if classes[i] == reference]
 
 
-def _pick(candidates: list[int], keys: list[Hashable], k: int) -> list[int]:
+def _pick(candidates: list[int], keys: Sequence[Hashable], k: int) -> list[int]:
     """Up to k of the ranked candidates: new keys first, in rank order, then the rest."""
     chosen: list[int] = []
     seen: set[Hashable] = set()

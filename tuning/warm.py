@@ -118,8 +118,8 @@ def warm_start(
     family = warm_family(champion)
     reason = _skip_reason(spec, champion, y, new_start, n_train)
     if reason is not None:
-        config = {"family": family, "continued_from": "champion"}
-        trials.append(Trial(kind="warm_start", stage="skipped", config=config, note=reason))
+        skipped = {"family": family, "continued_from": "champion"}
+        trials.append(Trial(kind="warm_start", stage="skipped", config=skipped, note=reason))
         return None
     sign = 1.0 if greater_is_better(metric) else -1.0
     t0 = time.monotonic()

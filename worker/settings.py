@@ -41,7 +41,8 @@ class WorkerSettings(BaseSettings):
 
     @property
     def fanout_enabled(self) -> bool:
-        redis = bool(self.broker_url) and self.broker_url.startswith(("redis://", "rediss://"))
+        url = self.broker_url or ""
+        redis = url.startswith(("redis://", "rediss://"))
         return redis and self.fanout is not False
 
     @property

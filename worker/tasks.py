@@ -7,6 +7,8 @@ import os
 import socket
 from functools import cache
 
+from celery import Task
+
 from registry.db import Database
 from registry.notify import ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
@@ -50,7 +52,7 @@ def retrain(job_id: str) -> None:
 
 
 @app.task(name=fanout.CANDIDATE_TASK, bind=True, acks_late=True, ignore_result=False)
-def candidate(self, job_id: str, attempt: int, state: dict, task: dict) -> dict:  # type: ignore[no-untyped-def]
+def candidate(self: Task, job_id: str, attempt: int, state: dict, task: dict) -> dict:
     db, settings, _, jobs_cache = _process()
     try:
         with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds):

@@ -97,8 +97,7 @@ class Heartbeat:
 def claim(db: Database, job_id: str, *, worker: str) -> JobData | None:
     """Start a new attempt of a queued job and load its data; None if it is not queued."""
     with db.session() as s:
-        job = jobs.get(s, job_id)
-        last = data.last_row_id(s, job.model_id)
+        last = data.last_row_id(s, jobs.get(s, job_id).model_id)
         job = jobs.start(s, job_id, worker=worker, last_row_id=last)
         if job is None:
             return None
@@ -263,8 +262,8 @@ def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
     cand, ids = outcome.candidate, job.ids
     start, end = cand.rows
     hold_start, hold_end = outcome.holdout
-    warm = cand.kind == "warm_start" and job.champion_window
-    first = job.champion_window.get("first_row_id", ids[start]) if warm else ids[start]
+    kept = job.champion_window if cand.kind == "warm_start" else None
+    first = kept.get("first_row_id", ids[start]) if kept else ids[start]
     window = {
         "first_row_id": first,
         "last_row_id": ids[end - 1],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import event, pool
 
@@ -29,7 +31,7 @@ def run_online() -> None:
         # Batch migrations rebuild a SQLite table by copying it and dropping the original;
         # with foreign keys enforced that drop would cascade into the rows referencing it.
         @event.listens_for(engine, "connect")
-        def _no_cascades(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _no_cascades(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.execute("PRAGMA foreign_keys=OFF")
 
     with engine.connect() as connection:
