@@ -73,7 +73,9 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
     return job
 
 
-def start(session: Session, job_id: str, *, worker: str, last_row_id: int | None) -> Job | None:
+def start(
+    session: Session, job_id: str, *, worker: str, last_row_id: int | None = None
+) -> Job | None:
     """Start a new attempt of a queued job; None when it is not queued (done, or running)."""
     job = get(session, job_id, lock=True)
     if job.status != JobStatus.QUEUED:
@@ -108,8 +110,9 @@ def ensure_current(session: Session, job_id: str, *, attempt: int) -> Job:
     return job
 
 
-def is_current(session: Session, job_id: str, *, attempt: int) -> bool:
-    return _current(get(session, job_id), attempt)
+def is_attempt(job: Job, attempt: int) -> bool:
+    """Whether `attempt` is the job's live one (running, not re-queued since)."""
+    return _current(job, attempt)
 
 
 def finish(session: Session, job: Job, result: dict[str, Any]) -> None:

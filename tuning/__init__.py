@@ -34,7 +34,9 @@ Fusion (tuning.fusion)
 Persistence (tuning.persist)
     dumps(pipeline) -> bytes, loads(data) -> Pipeline   (skops, explicit allow-list)
 One retrain end to end (tuning.challenge)
-    challenge(spec, rows, labels, *, champion, progress=None) -> Outcome
+    prepare(spec, rows, labels, *, champion_end=None, change_start=None) -> Split
+    challenge(spec, split, champion, progress=None) -> Outcome      search, then conclude
+    conclude(spec, split, tune_result, champion) -> Outcome  export, parity, judge on the hold-out
 
 Import from the modules themselves: the package re-exports nothing, so that
 ``from tuning.spec import ModelSpec`` in the API or the registry does not pay for importing

@@ -134,31 +134,34 @@ def warm_rows_end(champion: Champion | None, data: Split) -> int | None:
     return min(champion.rows_end, len(data.y_train))
 
 
-def challenge(
+def search(
     spec: ModelSpec,
-    rows: list[dict[str, Any]],
-    labels: list[Any],
-    *,
+    data: Split,
     champion: Champion | None,
     progress: Callable[[float], None] | None = None,
-) -> Outcome:
-    """Train one challenger on all but the newest rows and judge it against the champion."""
-    data = prepare(spec, rows, labels, champion_end=champion.rows_end if champion else None)
-
-    def report(fraction: float) -> None:
-        if progress is not None:
-            progress(0.9 * fraction)
-
-    result = tune(
+) -> TuneResult:
+    """The search for the best challenger on the split's training rows (tuning.search.tune);
+    progress runs to 0.9, the rest is conclude's."""
+    return tune(
         spec,
         data.X_train,
         data.y_train,
         champion=champion.pipeline if champion else None,
         champion_rows_end=warm_rows_end(champion, data),
         recent_start=data.change_start,
-        progress=report,
+        progress=None if progress is None else lambda f: progress(0.9 * f),
     )
-    return conclude(spec, data, result, champion)
+
+
+def challenge(
+    spec: ModelSpec,
+    data: Split,
+    champion: Champion | None,
+    progress: Callable[[float], None] | None = None,
+) -> Outcome:
+    """One retrain in this process: search, then conclude. A fanned-out search (worker.fanout)
+    runs the same steps across workers and ends in the same conclude."""
+    return conclude(spec, data, search(spec, data, champion, progress), champion)
 
 
 def conclude(

@@ -17,7 +17,7 @@ from worker.app import app
 from worker.broker import MONITOR_TASK, RETRAIN_TASK, TICK_TASK
 from worker.monitor import watch
 from worker.settings import WorkerSettings
-from worker.training import Heartbeat, JobLost, claim, conclude_and_register, guard, run_local
+from worker.training import Heartbeat, JobLost, Skipped, claim, complete, guard, run_local
 from worker.triggers import tick
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ def _worker_name() -> str:
 def retrain(job_id: str) -> None:
     db, settings, notifier, _ = _process()
     job = claim(db, job_id, worker=_worker_name())
-    if job is None:
-        log.info("job %s is not queued; nothing to do", job_id)
+    if isinstance(job, Skipped):
+        log.info("job %s: %s", job_id, job.reason)
         return
     if settings.fanout_enabled:
         with guard(db, job_id, job.attempt):
@@ -73,9 +73,7 @@ def rung(trials: list[dict], job_id: str, attempt: int, state: dict) -> None:
             fanout.launch(app, job_id, attempt, following)
             return
         job = jobs_cache.get(job_id, attempt)
-        conclude_and_register(
-            db, job, result, heartbeat_seconds=settings.heartbeat_seconds, notifier=notifier
-        )
+        complete(db, job, result, heartbeat_seconds=settings.heartbeat_seconds, notifier=notifier)
 
 
 @app.task(name=TICK_TASK, ignore_result=True)

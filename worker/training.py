@@ -24,9 +24,17 @@ from registry.errors import Conflict
 from registry.models import Decision, Model, Stage
 from registry.notify import ChampionNotifier
 from tuning import persist
-from tuning.challenge import Champion, NotEnoughData, Outcome, Split, conclude, prepare
+from tuning.challenge import (
+    Champion,
+    NotEnoughData,
+    Outcome,
+    Split,
+    conclude,
+    prepare,
+    search,
+)
 from tuning.challenge import warm_rows_end as _warm_rows_end
-from tuning.search import TuneResult, TuningError, tune
+from tuning.search import TuneResult, TuningError
 from tuning.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -94,17 +102,26 @@ class Heartbeat:
             self._beat()
 
 
-def claim(db: Database, job_id: str, *, worker: str) -> JobData | None:
-    """Start a new attempt of a queued job and load its data; None if it is not queued."""
+@dataclass(frozen=True)
+class Skipped:
+    """Why a retrain task has nothing to do: the job was not queued, or loading its data failed
+    (the failure is on the job row, or the attempt was already over)."""
+
+    reason: str
+
+
+def claim(db: Database, job_id: str, *, worker: str) -> JobData | Skipped:
+    """Start a new attempt of a queued job and load its data, fixing the rows it trains on
+    (up to the newest labelled row now)."""
     with db.session() as s:
-        last = data.last_row_id(s, jobs.get(s, job_id).model_id)
-        job = jobs.start(s, job_id, worker=worker, last_row_id=last)
+        job = jobs.start(s, job_id, worker=worker)
         if job is None:
-            return None
+            return Skipped("not queued (finished, or running elsewhere)")
+        job.last_row_id = data.last_row_id(s, job.model_id)
         attempt = job.attempts
-    with guard(db, job_id, attempt):
+    with guard(db, job_id, attempt) as failed:
         return load(db, job_id, attempt)
-    return None
+    return Skipped(f"attempt {attempt} could not load its data: {failed.error}")
 
 
 def load(db: Database, job_id: str, attempt: int) -> JobData:
@@ -116,7 +133,7 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
     """
     with db.session() as s:
         job = jobs.get(s, job_id)
-        if not jobs.is_current(s, job_id, attempt=attempt):
+        if not jobs.is_attempt(job, attempt):
             raise JobLost(f"attempt {attempt} of job {job_id} is over")
         model = s.get(Model, job.model_id)
         assert model is not None
@@ -160,18 +177,30 @@ def reaction_spec(spec: ModelSpec) -> ModelSpec:
     return spec.model_copy(update={"retrain": retrain})
 
 
+@dataclass
+class Failure:
+    """What a guard caught, if anything: the error recorded on the job, or that the attempt
+    was over."""
+
+    error: str | None = None
+
+
 @contextmanager
-def guard(db: Database, job_id: str, attempt: int) -> Iterator[None]:
+def guard(db: Database, job_id: str, attempt: int) -> Iterator[Failure]:
     """Record a failure in the job row; an attempt that is over just stops."""
+    failure = Failure()
     try:
-        yield
+        yield failure
     except (JobLost, Conflict):
         log.warning("attempt %s of job %s is over; dropping its work", attempt, job_id)
+        failure.error = "the attempt is over"
     except (NotEnoughData, TuningError) as exc:
-        _fail(db, job_id, attempt, str(exc))
+        failure.error = str(exc)
+        _fail(db, job_id, attempt, failure.error)
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        _fail(db, job_id, attempt, "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        failure.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        _fail(db, job_id, attempt, failure.error)
 
 
 def _fail(db: Database, job_id: str, attempt: int, error: str) -> None:
@@ -182,23 +211,14 @@ def _fail(db: Database, job_id: str, attempt: int, error: str) -> None:
 def run_local(
     db: Database, job: JobData, *, heartbeat_seconds: float, notifier: ChampionNotifier
 ) -> None:
-    """The whole search in this process (the embedded default)."""
+    """The whole search in this process (the embedded default), then `complete`."""
     with guard(db, job.job_id, job.attempt):
         with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds) as beat:
-            result = tune(
-                job.spec,
-                job.data.X_train,
-                job.data.y_train,
-                champion=job.champion.pipeline if job.champion else None,
-                champion_rows_end=job.warm_rows_end,
-                recent_start=job.data.change_start,
-                progress=lambda f: beat.progress(0.9 * f),
-            )
-            outcome = conclude(job.spec, job.data, result, job.champion)
-        register(db, job, outcome, notifier)
+            result = search(job.spec, job.data, job.champion, progress=beat.progress)
+        complete(db, job, result, heartbeat_seconds=heartbeat_seconds, notifier=notifier)
 
 
-def conclude_and_register(
+def complete(
     db: Database,
     job: JobData,
     result: TuneResult,
@@ -206,6 +226,8 @@ def conclude_and_register(
     heartbeat_seconds: float,
     notifier: ChampionNotifier,
 ) -> None:
+    """Every retrain's end, whether its search ran here or fanned out: export and judge the
+    best candidate (tuning.challenge.conclude), then register the outcome."""
     with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds):
         outcome = conclude(job.spec, job.data, result, job.champion)
     register(db, job, outcome, notifier)

@@ -13,7 +13,7 @@ from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker import training
 from worker.settings import WorkerSettings
-from worker.training import claim, run_local
+from worker.training import Skipped, claim, run_local
 from worker.triggers import tick
 
 
@@ -28,7 +28,7 @@ def _model(db, n: int, **spec):  # type: ignore[no-untyped-def]
 
 def _run(db, job_id: str) -> None:  # type: ignore[no-untyped-def]
     job = claim(db, job_id, worker="w")
-    if job is not None:
+    if not isinstance(job, Skipped):  # a job too small to split fails at claim
         run_local(db, job, heartbeat_seconds=0.2, notifier=ChampionNotifier(None))
 
 
@@ -96,6 +96,26 @@ def test_tick_triggers_by_labels_and_schedule(db, retrain, rows, age, expected) 
     assert result.created == ({"churn": expected} if expected else {})
     assert len(result.send) == (1 if expected else 0)
     assert tick(db, WorkerSettings()).created == {}  # the open job is not duplicated
+
+
+def test_claim_says_why_it_has_nothing_to_do(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _model(db, 50)
+    job_id = _submit(db)
+
+    def broken(*_: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(training, "load", broken)
+    skipped = claim(db, job_id, worker="w")
+    assert isinstance(skipped, Skipped) and "could not load its data: OSError: disk gone" in (
+        skipped.reason
+    )
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        assert job.status == "failed" and job.error == "OSError: disk gone"
+        assert job.last_row_id is not None  # the rows it was to train on were fixed at claim
+    again = claim(db, job_id, worker="w")
+    assert isinstance(again, Skipped) and again.reason.startswith("not queued")
 
 
 def test_tick_requeues_a_silent_job_and_resends_it(db) -> None:  # type: ignore[no-untyped-def]

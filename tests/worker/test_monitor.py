@@ -16,7 +16,7 @@ from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker.monitor import watch
 from worker.settings import WorkerSettings
-from worker.training import claim, run_local
+from worker.training import Skipped, claim, run_local
 from worker.triggers import tick
 
 NUMERIC = ("x1", "x2", "x3", "x4")
@@ -31,7 +31,7 @@ def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
         job, _ = jobs.submit(s, model, trigger="admin", actor="test")
         job_id, model_id = job.id, model.id
     job = claim(db, job_id, worker="w")
-    assert job is not None
+    assert not isinstance(job, Skipped)
     run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
     with db.session() as s:
         assert catalog.champion(s, model_id) is not None
@@ -146,7 +146,7 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
         )
         job_id = job.id
     job = claim(db, job_id, worker="w")
-    assert job is not None and job.spec.retrain.max_candidates == 5
+    assert not isinstance(job, Skipped) and job.spec.retrain.max_candidates == 5
     assert job.data.change_start is not None and job.ids[job.data.change_start] == start
     run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
     with db.session() as s:
