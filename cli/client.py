@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -10,11 +9,14 @@ from typing import Any
 
 import httpx
 
+from cli.settings import CliSettings
+
 
 class AdminClient:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = (url or os.environ.get("LOOPSERVE_URL") or "http://127.0.0.1:8000").rstrip("/")
-        self.token = token or os.environ.get("LOOPSERVE_ADMIN_TOKEN") or _token_file()
+        settings = CliSettings()
+        self.url = (url or settings.url).rstrip("/")
+        self.token = token or settings.admin_token or _token_file(settings.home)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
@@ -43,6 +45,6 @@ class AdminClient:
             time.sleep(1)
 
 
-def _token_file() -> str | None:
-    path = Path(os.environ.get("LOOPSERVE_HOME", "./var")) / "admin-token"
+def _token_file(home: Path) -> str | None:
+    path = home / "admin-token"
     return path.read_text().strip() if path.exists() else None

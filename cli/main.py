@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from cli.settings import CliSettings
 
 if TYPE_CHECKING:  # the client is imported only by the commands that use it
     from cli.client import AdminClient
@@ -167,19 +168,18 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--concurrency", type=int, default=2, help="worker processes")
     up.set_defaults(func=cmd_up)
 
+    env = CliSettings()
     api = sub.add_parser("api", help="the HTTP API (uvicorn)")
-    api.add_argument("--host", default=os.environ.get("LOOPSERVE_API_HOST", "127.0.0.1"))
-    api.add_argument("--port", type=int, default=int(os.environ.get("LOOPSERVE_API_PORT", 8000)))
-    api.add_argument("--workers", type=int, default=int(os.environ.get("LOOPSERVE_API_WORKERS", 1)))
+    api.add_argument("--host", default=env.api_host)
+    api.add_argument("--port", type=int, default=env.api_port)
+    api.add_argument("--workers", type=int, default=env.api_workers)
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="a Celery worker")
-    worker.add_argument(
-        "--concurrency", type=int, default=int(os.environ.get("LOOPSERVE_WORKER_CONCURRENCY", 2))
-    )
+    worker.add_argument("--concurrency", type=int, default=env.worker_concurrency)
     worker.add_argument(
         "--hostname",
-        default=os.environ.get("LOOPSERVE_WORKER_NAME"),
+        default=env.worker_name,
         help="Celery node name, e.g. w1@%%h (default: celery@host)",
     )
     worker.add_argument("--loglevel", default="INFO")

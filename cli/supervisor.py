@@ -14,17 +14,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
+from cli.settings import CliSettings
 from registry.migrate import upgrade
 from registry.settings import RegistrySettings
 
 
-def admin_token(home: Path) -> str:
+def admin_token(settings: CliSettings) -> str:
     """LOOPSERVE_ADMIN_TOKEN, or a token generated once and kept in $LOOPSERVE_HOME."""
-    given = os.environ.get("LOOPSERVE_ADMIN_TOKEN")
-    if given:
-        return given
+    if settings.admin_token:
+        return settings.admin_token
+    home = settings.home.resolve()
     path = home / "admin-token"
     if path.exists():
         return path.read_text().strip()
@@ -46,13 +46,13 @@ def child_commands(host: str, port: int, concurrency: int) -> dict[str, list[str
 
 
 def up(host: str, port: int, concurrency: int) -> int:
-    home = Path(os.environ.get("LOOPSERVE_HOME", "./var")).resolve()
+    settings = CliSettings()
+    home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, LOOPSERVE_HOME=str(home))
-    token = admin_token(home)
+    env = dict(os.environ, LOOPSERVE_HOME=str(home))  # the children's settings read the same
+    token = admin_token(settings)
     env["LOOPSERVE_ADMIN_TOKEN"] = token
-    os.environ.update(LOOPSERVE_HOME=str(home))
-    upgrade(RegistrySettings().url)
+    upgrade(RegistrySettings(home=home).url)
 
     children: dict[str, subprocess.Popen] = {}
     stopping = False

@@ -8,12 +8,19 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class RegistrySettings(BaseSettings):
-    """Database settings, read from `LOOPSERVE_*` environment variables."""
+class HomeSettings(BaseSettings):
+    """`LOOPSERVE_*` variables, and the one state directory of the embedded mode that every
+    process kind's settings share: the SQLite database, the file-system broker and the
+    generated admin token live under it."""
 
     model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
 
     home: Path = Field(default=Path("./var"), description="State directory of the embedded mode.")
+
+
+class RegistrySettings(HomeSettings):
+    """Database settings."""
+
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default: SQLite at $LOOPSERVE_HOME/loopserve.db.",

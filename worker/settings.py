@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from registry.settings import HomeSettings
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
-
-    home: Path = Field(default=Path("./var"), description="State directory (embedded broker).")
+class WorkerSettings(HomeSettings):
     broker_url: str | None = Field(
         default=None,
         description="Celery broker; default: the embedded file-system broker in $LOOPSERVE_HOME.",

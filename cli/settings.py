@@ -1,0 +1,23 @@
+"""What the command line reads from `LOOPSERVE_*` variables; its flags override them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from registry.settings import HomeSettings
+
+
+class CliSettings(HomeSettings):
+    url: str = Field(
+        default="http://127.0.0.1:8000", description="The API the admin commands talk to."
+    )
+    admin_token: str | None = Field(
+        default=None, description="Admin token; default: the one `loopserve up` kept in home."
+    )
+    api_host: str = Field(default="127.0.0.1", description="`loopserve api --host`.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="`loopserve api --port`.")
+    api_workers: int = Field(default=1, ge=1, description="`loopserve api --workers`.")
+    worker_concurrency: int = Field(
+        default=2, ge=1, description="`loopserve worker --concurrency`."
+    )
+    worker_name: str | None = Field(default=None, description="`loopserve worker --hostname`.")
