@@ -20,12 +20,12 @@ import onnxruntime as ort
 
 from registry import catalog
 from registry.db import Database
+from tuning.labels import MISSING as MISSING_CATEGORY
 from tuning.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 # Missing categorical values reach the graph as this string (the pipelines were trained so).
-MISSING_CATEGORY = "__missing__"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import redis
 
+from registry.settings import is_redis
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "loopserve:champions"
@@ -23,7 +25,7 @@ def notify_url(broker_url: str | None, explicit: str | None) -> str | None:
     """The Redis URL to notify on: LOOPSERVE_NOTIFY_URL, else the broker when it is Redis."""
     if explicit:
         return explicit
-    if broker_url and broker_url.startswith(("redis://", "rediss://")):
+    if is_redis(broker_url):
         return broker_url
     return None
 

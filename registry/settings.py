@@ -40,6 +40,11 @@ class RegistrySettings(HomeSettings):
         return f"sqlite:///{(self.home / 'loopserve.db').resolve()}"
 
 
+def is_redis(url: str | None) -> bool:
+    """Whether a broker or notify URL names Redis (plain or TLS)."""
+    return url is not None and url.startswith(("redis://", "rediss://"))
+
+
 def _normalise(url: str) -> str:
     """Accept the common `postgres://` / `postgresql://` spellings and use psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tuning.labels import MISSING, class_name
 from tuning.spec import ModelSpec
-
-MISSING = "__missing__"
 
 
 def _is_missing(value: Any) -> bool:
@@ -37,24 +36,7 @@ def category(value: Any) -> str:
         return MISSING
     if isinstance(value, str):
         return str(value)
-    return normalise_label(value)
-
-
-def normalise_label(value: Any) -> str:
-    """The canonical class name of a label: integral numbers print without ".0"."""
-    if _is_missing(value):
-        raise ValueError("a class label must not be missing")
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        if math.isinf(value):
-            raise ValueError(f"a class label must be finite, got {value!r}")
-        return str(int(value)) if float(value).is_integer() else str(float(value))
-    return str(value)
+    return class_name(value)
 
 
 def _numeric(values: Iterable[Any], name: str) -> np.ndarray:
@@ -122,7 +104,7 @@ def target(spec: ModelSpec, values: Iterable[Any]) -> np.ndarray:
     """Targets as the models expect them: object array of str classes, or float64 values."""
     values = list(values)
     if spec.task == "classification":
-        return np.array([normalise_label(v) for v in values], dtype=object)
+        return np.array([class_name(v) for v in values], dtype=object)
     out = _numeric(values, spec.target)
     if np.isnan(out).any():
         raise ValueError(f"target {spec.target!r}: regression targets must not be missing")

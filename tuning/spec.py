@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tuning.labels import class_name
+
 Task = Literal["classification", "regression"]
 FeatureType = Literal["numeric", "categorical"]
 
@@ -188,26 +190,14 @@ class ModelSpec(_Strict):
         return self
 
     def normalise_label(self, value: Any) -> str | float:
-        """The canonical form of a target value: a string class or a float; ValueError if not.
-
-        JSON clients send 1, 1.0 or "1" for the same class; all become "1".
-        """
-        if isinstance(value, bool) or value is None:
-            raise ValueError("must be a string or a number")
-        if self.task == "regression":
-            if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
-                return float(value)
-            raise ValueError("must be a finite number")
-        if isinstance(value, float):
-            if value != value or abs(value) == float("inf"):
-                raise ValueError("must be a class name or a finite number")
-            return str(int(value)) if value.is_integer() else str(value)
-        if isinstance(value, int | str):
-            text = str(value)
-            if not text:
-                raise ValueError("must not be empty")
-            return text
-        raise ValueError("must be a string or a number")
+        """The canonical form of a target value: a class name (tuning.labels.class_name: 1,
+        1.0 and "1" are the same class) or a finite float; ValueError if not."""
+        if self.task == "classification":
+            return class_name(value)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and value == value and abs(value) != float("inf"):
+            return float(value)
+        raise ValueError("must be a finite number")
 
     @property
     def all_families(self) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from registry.settings import HomeSettings
+from registry.settings import HomeSettings, is_redis
 
 
 class WorkerSettings(HomeSettings):
@@ -39,9 +39,7 @@ class WorkerSettings(HomeSettings):
 
     @property
     def fanout_enabled(self) -> bool:
-        url = self.broker_url or ""
-        redis = url.startswith(("redis://", "rediss://"))
-        return redis and self.fanout is not False
+        return is_redis(self.broker_url) and self.fanout is not False
 
     @property
     def embedded_broker(self) -> bool:

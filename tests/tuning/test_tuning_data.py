@@ -75,3 +75,29 @@ def test_target_regression_is_float64_and_complete() -> None:
     assert y.dtype == np.float64 and y.tolist() == [1.0, 2.5, 3.0]
     with pytest.raises(ValueError, match="missing"):
         data.target(spec, [1.0, None])
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (1, "1"),
+        (1.0, "1"),
+        ("1", "1"),
+        (np.int64(1), "1"),
+        (2.5, "2.5"),
+        (True, "True"),
+        (np.bool_(False), "False"),
+        ("yes", "yes"),
+    ],
+)
+def test_one_rule_for_class_names_at_the_edge_and_in_training(value: object, name: str) -> None:
+    spec = make_spec("classification")
+    assert spec.normalise_label(value) == name  # a label as it arrives over HTTP
+    assert data.target(spec, [value]).tolist() == [name]  # the same label in a training frame
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), float("inf"), "", [1]])
+def test_a_class_label_must_be_present_finite_and_scalar(value: object) -> None:
+    spec = make_spec("classification")
+    with pytest.raises(ValueError):
+        spec.normalise_label(value)
