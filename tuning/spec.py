@@ -6,6 +6,7 @@ validate them from JSON and the registry can store them as JSON.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,8 +27,19 @@ WARM_START_FAMILIES = ("sgd", "mlp")
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
+DAY = 86_400
+MAX_ROWS = 100_000_000  # bounds every row count a spec names
+MAX_FEATURES = 2_000
+MAX_NAME_LENGTH = 200  # a target or class name
+SEED_MAX = 2**32 - 1  # what numpy and scikit-learn accept as a seed
+PARAM_INT_MAX = 2**53  # fixed_params integers stay exact in every JSON reader
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are errors, and no number is infinite or NaN: every bound below is an
+    explicit upper bound too, so a spec cannot carry a value the loop cannot compute with."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FeatureSpec(_Strict):
@@ -41,15 +53,25 @@ class RetrainSettings(_Strict):
     """When to retrain and how much search a retrain may spend."""
 
     schedule_seconds: float | None = Field(
-        default=None, gt=0, description="Retrain on this period (beat); null turns it off."
+        default=None,
+        gt=0,
+        le=366 * DAY,
+        description="Retrain on this period (beat); null turns it off.",
     )
     min_new_labels: int | None = Field(
-        default=200, ge=1, description="Retrain once this many labels arrived since the last job."
+        default=200,
+        ge=1,
+        le=MAX_ROWS,
+        description="Retrain once this many labels arrived since the last job.",
     )
     max_candidates: int = Field(default=12, ge=1, le=500, description="Refit configurations tried.")
-    max_seconds: float = Field(default=120.0, gt=0, description="Wall-clock budget of the search.")
+    max_seconds: float = Field(
+        default=120.0, gt=0, le=DAY, description="Wall-clock budget of the search."
+    )
     families: list[str] | None = Field(
-        default=None, description="Estimator families the search may use; null means all."
+        default=None,
+        max_length=10,
+        description="Estimator families the search may use; null means all.",
     )
     fixed_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -57,6 +79,7 @@ class RetrainSettings(_Strict):
     )
     windows: list[int | None] = Field(
         default_factory=lambda: [None, 4000, 1500, 500],
+        max_length=10,
         description="Training windows searched: null is all rows, N the most recent N rows. "
         "After a detected change every window starts at the change at the earliest.",
     )
@@ -72,16 +95,20 @@ class RetrainSettings(_Strict):
         default=True,
         description="Also try a soft-voting fusion of the search's best runs (one ONNX graph).",
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, description="Seed of the search.")
     on_drift: bool = Field(
         default=True, description="A detected change (concept or data) triggers a retrain."
     )
     drift_cooldown_seconds: float = Field(
-        default=30.0, ge=0, description="Least time between two retrains triggered by changes."
+        default=30.0,
+        ge=0,
+        le=30 * DAY,
+        description="Least time between two retrains triggered by changes.",
     )
     reaction_rows: int = Field(
         default=150,
         ge=20,
+        le=1_000_000,
         description="Labelled rows after a detected concept change before the fast reaction "
         "retrain runs on them.",
     )
@@ -92,7 +119,10 @@ class RetrainSettings(_Strict):
         description="Refit configurations of the fast reaction retrain (5: one per family).",
     )
     reaction_seconds: float = Field(
-        default=8.0, gt=0, description="Wall-clock budget of the fast reaction retrain's search."
+        default=8.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock budget of the fast reaction retrain's search.",
     )
     reaction_holdout_fraction: float = Field(
         default=0.5,
@@ -107,22 +137,35 @@ class RetrainSettings(_Strict):
     def _windows_positive(cls, v: list[int | None]) -> list[int | None]:
         if not v:
             raise ValueError("at least one window")
-        if any(w is not None and w < 10 for w in v):
-            raise ValueError("a window has at least 10 rows")
+        if any(w is not None and not 10 <= w <= MAX_ROWS for w in v):
+            raise ValueError(f"a window has at least 10 and at most {MAX_ROWS} rows")
+        return v
+
+    @field_validator("fixed_params")
+    @classmethod
+    def _params_are_plain(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) > 50:
+            raise ValueError("at most 50 fixed parameters")
+        for key, value in v.items():
+            _check_param(key, value)
         return v
 
 
 class PromotionSettings(_Strict):
     """What a challenger must show before it replaces the champion."""
 
-    min_delta: float = Field(default=0.0, ge=0, description="Metric gain required, in its units.")
+    min_delta: float = Field(
+        default=0.0, ge=0, le=1e6, description="Metric gain required, in its units."
+    )
     significance: float = Field(
         default=0.05, gt=0, lt=1, description="Level of the paired test (one-sided)."
     )
     test: Literal["auto", "bootstrap", "mcnemar"] = Field(
         default="auto", description="auto: McNemar for accuracy, paired bootstrap otherwise."
     )
-    min_holdout: int = Field(default=50, ge=1, description="Fewest hold-out rows to decide on.")
+    min_holdout: int = Field(
+        default=50, ge=1, le=MAX_ROWS, description="Fewest hold-out rows to decide on."
+    )
     bootstrap_samples: int = Field(default=2000, ge=100, le=100_000)
 
 
@@ -137,15 +180,22 @@ class DriftSettings(_Strict):
         "raises fewer false alarms.",
     )
     min_rows: int = Field(
-        default=100, ge=10, description="Labelled rows of a champion before its errors are tested."
+        default=100,
+        ge=10,
+        le=1_000_000,
+        description="Labelled rows of a champion before its errors are tested.",
     )
     psi_threshold: float = Field(
         default=0.25,
         gt=0,
+        le=100,
         description="Population stability index above which a feature counts as drifted.",
     )
     data_window: int = Field(
-        default=2000, ge=100, description="Newest logged predictions compared per feature."
+        default=2000,
+        ge=100,
+        le=1_000_000,
+        description="Newest logged predictions compared per feature.",
     )
 
 
@@ -154,10 +204,11 @@ class ModelSpec(_Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     task: Task
-    target: str = Field(min_length=1)
-    features: list[FeatureSpec] = Field(min_length=1)
+    target: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    features: list[FeatureSpec] = Field(min_length=1, max_length=MAX_FEATURES)
     classes: list[str] | None = Field(
         default=None,
+        max_length=10_000,
         description="Known classes of a classifier; default: the labels of its uploaded data.",
     )
     metric: str | None = Field(
@@ -218,3 +269,27 @@ class ModelSpec(_Strict):
     @property
     def categorical_features(self) -> list[str]:
         return [f.name for f in self.features if f.type == "categorical"]
+
+
+def _check_param(key: str, value: Any, depth: int = 0) -> None:
+    """A fixed parameter is a JSON scalar or a short list of them (e.g. hidden_layer_sizes),
+    with integers small enough for every JSON reader and no value that could not be stored."""
+    if depth > 1 or (isinstance(value, list) and len(value) > 20):
+        raise ValueError(f"fixed_params.{key}: a scalar or a short flat list")
+    if isinstance(value, list):
+        for item in value:
+            _check_param(key, item, depth + 1)
+        return
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if abs(value) > PARAM_INT_MAX:
+            raise ValueError(f"fixed_params.{key}: integers within ±2**53")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"fixed_params.{key}: a finite number")
+        return
+    if isinstance(value, str) and len(value) <= MAX_NAME_LENGTH:
+        return
+    raise ValueError(f"fixed_params.{key}: a number, a short string, a boolean or null")

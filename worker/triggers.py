@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -9,9 +10,12 @@ from sqlalchemy.orm import Session
 
 from registry import catalog, data, jobs, monitoring
 from registry.db import Database
+from registry.errors import NotFound
 from registry.models import Model, Trigger, utcnow
 from tuning.spec import RetrainSettings
 from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +24,7 @@ class TickResult:
 
     send: list[str] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)  # model name -> trigger
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> error
 
 
 def tick(db: Database, settings: WorkerSettings) -> TickResult:
@@ -34,18 +39,30 @@ def tick(db: Database, settings: WorkerSettings) -> TickResult:
             if job_id not in out.send:
                 out.send.append(job_id)
     with db.session() as s:
-        for model in catalog.list_models(s):
-            if jobs.open_job(s, model.id) is not None:
-                continue
-            reason = _due(s, model, catalog.spec_of(model).retrain)
-            if reason is None:
-                continue
-            job, created = jobs.submit(s, model, trigger=reason, actor="platform")
-            if created:
-                out.created[model.name] = reason
-                out.send.append(job.id)
-                jobs.mark_sent(s, [job.id])
+        names = [m.name for m in catalog.list_models(s)]
+    for name in names:
+        try:  # one model's bad spec or data must not stop the others' triggers
+            with db.session() as s:
+                _trigger(s, catalog.get_model(s, name), out)
+        except NotFound:
+            continue  # deleted meanwhile
+        except Exception as exc:
+            log.exception("the retrain triggers of %s failed", name)
+            out.failed[name] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _trigger(s: Session, model: Model, out: TickResult) -> None:
+    if jobs.open_job(s, model.id) is not None:
+        return
+    reason = _due(s, model, catalog.spec_of(model).retrain)
+    if reason is None:
+        return
+    job, created = jobs.submit(s, model, trigger=reason, actor="platform")
+    if created:
+        out.created[model.name] = reason
+        out.send.append(job.id)
+        jobs.mark_sent(s, [job.id])
 
 
 def _due(session: Session, model: Model, retrain: RetrainSettings) -> Trigger | None:

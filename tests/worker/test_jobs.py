@@ -118,6 +118,26 @@ def test_claim_says_why_it_has_nothing_to_do(db, monkeypatch) -> None:  # type: 
     assert isinstance(again, Skipped) and again.reason.startswith("not queued")
 
 
+def test_one_models_broken_spec_does_not_stop_the_others_triggers(db) -> None:  # type: ignore[no-untyped-def]
+    """A spec stored before today's bounds (schedule_seconds 1e300 overflowed the tick):
+    that model's triggers fail, visibly; the other model's and the re-queue still run."""
+    broken = _model(db, 150, name="broken", retrain={"min_new_labels": 100})
+    _model(db, 150, retrain={"min_new_labels": 100})
+    stale = _submit(db)  # churn's job, whose worker then goes silent
+    with db.session() as s:
+        jobs.start(s, stale, worker="dead")
+        s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=600)))
+        model = s.get(Model, broken)
+        model.spec = {**model.spec, "retrain": {**model.spec["retrain"], "schedule_seconds": 1e300}}
+    result = tick(db, WorkerSettings())
+    assert result.send == [stale]  # re-queued and re-sent; churn's open job is not duplicated
+    assert "broken" in result.failed and "schedule_seconds" in result.failed["broken"]
+    with db.session() as s:
+        model = s.get(Model, broken)
+        model.spec = {**model.spec, "retrain": {"min_new_labels": 100}}
+    assert tick(db, WorkerSettings()).created == {"broken": "labels"}
+
+
 def test_tick_requeues_a_silent_job_and_resends_it(db) -> None:  # type: ignore[no-untyped-def]
     _model(db, 50)
     job_id = _submit(db)
