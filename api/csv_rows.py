@@ -16,6 +16,13 @@ def parse_csv(spec: ModelSpec, text: str) -> list[dict[str, Any]]:
     Unparseable numbers are kept as text so that validation names their row and field.
     """
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _rows(spec, reader)
+    except csv.Error as exc:  # a cell over csv.field_size_limit(), a NUL byte, ...
+        raise BadRequest(f"CSV line {reader.line_num + 1}: {exc}", field="file") from exc
+
+
+def _rows(spec: ModelSpec, reader: csv.DictReader[str]) -> list[dict[str, Any]]:
     if not reader.fieldnames:
         raise BadRequest("the CSV has no header row", field="file")
     numeric = set(spec.numeric_features)

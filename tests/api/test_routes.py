@@ -141,8 +141,15 @@ def test_csv_upload_is_typed_by_the_spec(served) -> None:  # type: ignore[no-unt
         files={"file": ("rows.csv", "x1,x2,x3,x4,color,churned\nabc,1,1,1,red,no\n")},
     )
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "rows[0].x1"
+    huge = "x1,x2,x3,x4,color,churned\n1,1,1,1," + "r" * 200_000 + ",no\n"
+    r = client.post(
+        "/v1/admin/models/churn/data", content=huge, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "file"
+    assert "CSV line 2: field larger than field limit" in r.json()["detail"][0]["msg"]
     with db.session() as s:
         _, rows, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+    assert len(rows) == 100 + 2  # the seeded rows and the good upload; nothing of the 422s
     assert rows[-2]["x3"] is None and rows[-2]["x1"] == 1.5 and labels[-2:] == ["yes", "no"]
 
 
