@@ -16,7 +16,6 @@ tune() is the one-process driver of those steps, so both give the same result.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -28,8 +27,6 @@ from tuning import data
 from tuning.spec import ModelSpec
 from tuning.state import Candidate, FitTask, SearchState, Trial, TuneResult, TuningError
 from tuning.steps import (
-    KEEP,
-    RUNGS,
     advance,
     evaluate,
     evaluate_frame,
@@ -37,6 +34,7 @@ from tuning.steps import (
     finish_frame,
     pending,
     plan,
+    planned_fits,
 )
 
 __all__ = [
@@ -79,7 +77,7 @@ def tune(
     state = plan(spec, len(X), seed=seed, recent_start=recent_start)
     warm_fits = 1 if champion is not None and spec.retrain.warm_start else 0
     fusion = 1 if getattr(spec.retrain, "fusion", True) else 0
-    planned, done = _planned_fits(len(state.runs)) + warm_fits + fusion, 0
+    planned, done = planned_fits(len(state.runs)) + warm_fits + fusion, 0
 
     def tick() -> None:
         nonlocal done
@@ -105,14 +103,3 @@ def _best_first(state: SearchState) -> list[FitTask]:
     """Pending fits, most promising first, so a budget running out mid-rung cuts the worst."""
     order = {run: i for i, run in enumerate(state.alive)}
     return sorted(pending(state), key=lambda task: order[task.run])
-
-
-def _planned_fits(candidates: int) -> int:
-    """Fits successive halving will do without a binding budget, plus the final refit."""
-    total, alive = 0, candidates
-    for _ in range(RUNGS):
-        total += alive
-        if alive == 1:
-            break
-        alive = math.ceil(alive / KEEP)
-    return total + 1

@@ -423,3 +423,19 @@ def _member(run: Run, rows: tuple[int, int]) -> dict[str, Any]:
         "rows": [rows[0], rows[1]],
         "validation_score": run.score,
     }
+
+
+def planned_fits(candidates: int) -> int:
+    """Fits successive halving will do without a binding budget, plus the final refit."""
+    total, alive = 0, candidates
+    for _ in range(RUNGS):
+        total += alive
+        if alive == 1:
+            break
+        alive = math.ceil(alive / KEEP)
+    return total + 1
+
+
+def done_fraction(state: SearchState) -> float:
+    """How far the search is, by the fits it recorded, in [0, 1): for a job's progress."""
+    return min(len(state.trials) / planned_fits(len(state.runs)), 0.99)

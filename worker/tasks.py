@@ -12,6 +12,7 @@ from celery import Task
 from registry.db import Database
 from registry.notify import ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
+from tuning.steps import done_fraction
 from worker import fanout
 from worker.app import app
 from worker.broker import MONITOR_TASK, RETRAIN_TASK, TICK_TASK
@@ -67,8 +68,10 @@ def candidate(self: Task, job_id: str, attempt: int, state: dict, task: dict) ->
 def rung(trials: list[dict], job_id: str, attempt: int, state: dict) -> None:
     db, settings, notifier, jobs_cache = _process()
     with guard(db, job_id, attempt):
-        with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds):
+        with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds) as beat:
             following, result = fanout.next_step(jobs_cache, job_id, attempt, state, trials)
+            if following is not None:  # what the rungs so far did, as the job's progress
+                beat.progress(0.9 * done_fraction(following))
         if following is not None:
             fanout.launch(app, job_id, attempt, following)
             return

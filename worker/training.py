@@ -80,6 +80,8 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=self._period * 2)
+        if self._progress is not None and exc[0] is None and not self.lost.is_set():
+            self._beat()  # progress reported since the last beat is not lost with the thread
         if self.lost.is_set() and exc[0] is None:
             raise JobLost(f"attempt {self._attempt} of job {self._job_id} is over")
 

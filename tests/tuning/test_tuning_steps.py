@@ -31,7 +31,7 @@ from tuning.search import (
 )
 from tuning.spec import ModelSpec
 from tuning.state import Trial
-from tuning.steps import failed_trial
+from tuning.steps import done_fraction, failed_trial, planned_fits
 
 
 def wire_trial(trial: Trial) -> Trial:
@@ -166,6 +166,18 @@ def test_steps_refuse_what_does_not_belong_to_the_state() -> None:
         finish(spec, X, y, nxt)
     with pytest.raises(TuningError, match="too few"):
         plan(spec, 12)
+
+
+def test_done_fraction_grows_with_the_rungs_and_stays_below_one() -> None:
+    spec = make_spec("classification", retrain={"max_candidates": 9, "families": ["logistic"]})
+    X, y = make_data(spec, 400, seed=3)
+    state = plan(spec, len(X), seed=2)
+    seen = [done_fraction(state)]
+    while not state.finished:
+        state = advance(spec, state, [evaluate(spec, X, y, state, t) for t in pending(state)])
+        seen.append(done_fraction(state))
+    assert seen[0] == 0 and seen == sorted(seen) and seen[-1] < 1
+    assert seen[1] == pytest.approx(9 / planned_fits(9))  # the first rung: 9 of 9 + 3 + 1 + 1
 
 
 def test_a_fit_reported_only_as_an_error_loses_the_race() -> None:

@@ -13,7 +13,7 @@ from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker import training
 from worker.settings import WorkerSettings
-from worker.training import Skipped, claim, run_local
+from worker.training import Heartbeat, Skipped, claim, run_local
 from worker.triggers import tick
 
 
@@ -164,3 +164,16 @@ def test_a_challenger_failing_parity_is_not_registered(db, monkeypatch) -> None:
         assert job.result["candidate_version"] is None
         assert "parity failed (labels differ on 8 of 80 rows)" in job.result["reason"]
         assert catalog.versions(s, model_id) == []
+
+
+def test_progress_reported_between_beats_is_written_when_the_task_ends(db) -> None:  # type: ignore[no-untyped-def]
+    """A fanned-out search reports its progress from the rung task, which ends long before
+    the next beat of a slow heartbeat: the progress must still reach the job row."""
+    _model(db, 50)
+    job_id = _submit(db)
+    with db.session() as s:
+        attempt = jobs.start(s, job_id, worker="w").attempts
+    with Heartbeat(db, job_id, attempt, period=60) as beat:
+        beat.progress(0.3)
+    with db.session() as s:
+        assert jobs.get(s, job_id).progress == 0.3
