@@ -9,7 +9,10 @@ PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "admin"}
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
+    # A rejected value is never echoed: it may be a secret (a short admin token, a key).
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPSERVE_", extra="ignore", hide_input_in_errors=True
+    )
 
     admin_token: str = Field(
         min_length=16, description="Bearer token of the admin routes (at least 16 characters)."

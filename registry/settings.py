@@ -13,7 +13,10 @@ class HomeSettings(BaseSettings):
     process kind's settings share: the SQLite database, the file-system broker and the
     generated admin token live under it."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPSERVE_", extra="ignore")
+    # A rejected value is never echoed: URLs and tokens may carry secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPSERVE_", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(default=Path("./var"), description="State directory of the embedded mode.")
 
