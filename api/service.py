@@ -5,6 +5,7 @@ Routes parse and authenticate, then call one method here; tests can call it the 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from registry.models import Model, ModelVersion, Trigger
 from registry.notify import ChampionNotifier
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
+
+log = logging.getLogger(__name__)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -101,10 +104,12 @@ class Platform:
                 self.sender.send_retrain(job.id)
                 with self.db.session() as s:
                     jobs.mark_sent(s, [job.id])
-            except Exception as exc:
+            except Exception as exc:  # its text may say to restart; nothing needs one
+                log.warning("sending job %s failed: %s: %s", job.id, type(exc).__name__, exc)
                 raise BrokerUnavailable(
-                    f"job {job.id} is queued but the broker is unreachable ({exc}); it is sent "
-                    "again once the broker is back. Check LOOPSERVE_BROKER_URL."
+                    f"job {job.id} is queued but the broker is unreachable "
+                    f"({type(exc).__name__}); it is sent again once the broker is back, with no "
+                    "restart needed. Check LOOPSERVE_BROKER_URL."
                 ) from exc
         return out
 
