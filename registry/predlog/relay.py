@@ -1,6 +1,7 @@
-"""The child process of `registry.logwriter.ProcessWriter`: binary COPY data in, commits out.
+"""The child process of `registry.predlog.process.ProcessWriter`: binary COPY data in, commits
+out.
 
-`python -m registry.copy_relay` reads frames on stdin: 8 bytes of length (big-endian), then
+`python -m registry.predlog.relay` reads frames on stdin: 8 bytes of length (big-endian), then
 that many bytes of binary COPY data for the statement in $LOOPSERVE_COPY_STATEMENT, on the
 database at $LOOPSERVE_COPY_CONNINFO (not in argv: a password would show in `ps`). Each frame
 is written in its own transaction and answered on stdout with one line once it has committed,

@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from registry import catalog, data
-from registry.data import LoggedBatch
+from registry import catalog
 from registry.db import Database
-from registry.logwriter import LogWriteError, ProcessWriter
 from registry.migrate import upgrade
 from registry.models import PredictionBatch
+from registry.predlog.ids import prediction_ids
+from registry.predlog.process import LogWriteError, ProcessWriter
+from registry.predlog.reads import missing_predictions
+from registry.predlog.record import LoggedBatch
+from registry.predlog.write import logged_batch_ids
 from tests.factories import churn_spec
 
 
@@ -82,8 +85,8 @@ def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, 
         assert batch is not None
         assert (batch.categorical, batch.labels) == ({"color": ["red"]}, ["no"])
         assert batch.created_at == small.created_at
-        assert data.logged_batch_ids(s, [small.id, "f" * 24]) == {small.id}
-        assert data.missing_predictions(s, model_id, data.prediction_ids(small.id, 1)) == set()
+        assert logged_batch_ids(s, [small.id, "f" * 24]) == {small.id}
+        assert missing_predictions(s, model_id, prediction_ids(small.id, 1)) == set()
 
 
 def test_a_killed_child_is_replaced_and_nothing_is_lost(
@@ -152,6 +155,6 @@ def test_the_child_ends_with_its_input_and_keeps_the_password_out_of_its_argumen
     pid = writer.pid
     assert pid is not None
     arguments = Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert b"postgres" not in arguments and b"registry.copy_relay" in arguments
+    assert b"postgres" not in arguments and b"registry.predlog.relay" in arguments
     writer.close()
     assert writer.pid is None and not Path(f"/proc/{pid}").exists()

@@ -3,7 +3,7 @@
 In the API process every byte that psycopg hands to libpq, and every `send` of it to
 PostgreSQL, happens with the GIL held, so a log thread writing a busy server's predictions keeps
 the request thread waiting. `ProcessWriter` instead passes the COPY data through a pipe (the
-kernel copy runs without the GIL) to a `registry.copy_relay` child, which writes it in its own
+kernel copy runs without the GIL) to a `registry.predlog.relay` child, which writes it in its own
 transaction and answers once it has committed, or with the error.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import make_url
 
-from registry import copy_relay
-from registry.data import LOG_COPY, LoggedBatch, copy_stream
+from registry.predlog import relay
+from registry.predlog.record import LOG_COPY, LoggedBatch, copy_stream
 
 
 class LogWriteError(RuntimeError):
@@ -48,7 +48,7 @@ class ProcessWriter:
         assert stdin is not None and stdout is not None  # both are pipes
         pieces = [memoryview(p).cast("B") for p in copy_stream(batches)]
         try:
-            _send(stdin.fileno(), [copy_relay.LENGTH.pack(sum(map(len, pieces))), *pieces])
+            _send(stdin.fileno(), [relay.LENGTH.pack(sum(map(len, pieces))), *pieces])
             answer = stdout.readline()
         except OSError as exc:  # the child died while we wrote
             self._stop()
@@ -70,11 +70,11 @@ class ProcessWriter:
         self._stop()
         env = {
             **os.environ,
-            copy_relay.CONNINFO_VARIABLE: self._conninfo,
-            copy_relay.STATEMENT_VARIABLE: LOG_COPY,
+            relay.CONNINFO_VARIABLE: self._conninfo,
+            relay.STATEMENT_VARIABLE: LOG_COPY,
         }
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "registry.copy_relay"],
+            [sys.executable, "-m", "registry.predlog.relay"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
