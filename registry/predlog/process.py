@@ -2,9 +2,10 @@
 
 In the API process every byte that psycopg hands to libpq, and every `send` of it to
 PostgreSQL, happens with the GIL held, so a log thread writing a busy server's predictions keeps
-the request thread waiting. `ProcessWriter` instead passes the COPY data through a pipe (the
-kernel copy runs without the GIL) to a `registry.predlog.relay` child, which writes it in its own
-transaction and answers once it has committed, or with the error.
+the request thread waiting. `ProcessWriter` instead sends the COPY data over a
+`multiprocessing.connection` socket (the kernel copy runs without the GIL) to a
+`registry.predlog.relay` child, which writes it in its own transaction and answers once it has
+committed, or with the error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from multiprocessing.connection import Client, Connection
 
 from sqlalchemy.engine import make_url
 
@@ -33,6 +35,7 @@ class ProcessWriter:
         libpq_url = make_url(url).set(drivername="postgresql")
         self._conninfo = libpq_url.render_as_string(hide_password=False)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
 
     @property
     def pid(self) -> int | None:
@@ -43,66 +46,59 @@ class ProcessWriter:
         """Return once the batches are committed; raise LogWriteError otherwise."""
         if not batches:
             return
-        proc = self._child()
-        stdin, stdout = proc.stdin, proc.stdout
-        assert stdin is not None and stdout is not None  # both are pipes
-        pieces = [memoryview(p).cast("B") for p in copy_stream(batches)]
+        # One message: send_bytes takes one buffer, and a join costs less than a system call
+        # per piece.
+        message = b"".join(copy_stream(batches))
         try:
-            _send(stdin.fileno(), [relay.LENGTH.pack(sum(map(len, pieces))), *pieces])
-            answer = stdout.readline()
-        except OSError as exc:  # the child died while we wrote
-            self._stop()
-            raise LogWriteError(f"the log writer process stopped: {exc}") from exc
-        if answer == b"ok\n":
-            return
-        if not answer:
-            self._stop()
-            raise LogWriteError(f"the log writer process exited ({proc.returncode})")
-        raise LogWriteError(answer.decode(errors="replace").strip().removeprefix("error "))
+            connection = self._connect()
+            connection.send_bytes(message)
+            answer = connection.recv_bytes()
+        except (OSError, EOFError) as exc:  # the child died before or while it answered
+            code = self._stop()
+            raise LogWriteError(f"the log writer process stopped ({code}): {exc!r}") from exc
+        if answer != b"ok":
+            raise LogWriteError(answer.decode(errors="replace").removeprefix("error "))
 
     def close(self, timeout: float = 10.0) -> None:
-        """End the child: it exits when its input closes."""
+        """End the child: it exits when its connection closes."""
         self._stop(timeout)
 
-    def _child(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
+    def _connect(self) -> Connection:
+        """The connection to a running child, started first if there is none."""
+        if self._connection is not None and self.pid is not None:
+            return self._connection
         self._stop()
+        authkey = os.urandom(32)
         env = {
             **os.environ,
+            relay.AUTHKEY_VARIABLE: authkey.hex(),
             relay.CONNINFO_VARIABLE: self._conninfo,
             relay.STATEMENT_VARIABLE: LOG_COPY,
         }
-        self._proc = subprocess.Popen(
+        self._proc = proc = subprocess.Popen(
             [sys.executable, "-m", "registry.predlog.relay"],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             env=env,
         )
-        return self._proc
+        assert proc.stdout is not None  # a pipe
+        with proc.stdout:
+            address = proc.stdout.readline().decode().strip()  # empty if the child exited
+        if not address:
+            raise EOFError("the log writer process exited before it listened")
+        self._connection = Client(address, family="AF_UNIX", authkey=authkey)
+        return self._connection
 
-    def _stop(self, timeout: float = 5.0) -> None:
+    def _stop(self, timeout: float = 5.0) -> int | None:
+        """Close the connection and wait for the child to end; its exit code, if it ran."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
         proc, self._proc = self._proc, None
         if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+            return None
         try:
-            proc.wait(timeout)
+            return proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-
-
-def _send(fd: int, pieces: list[bytes | memoryview]) -> None:
-    """Write every piece (bytes, or byte views) to the pipe in as few system calls as writev
-    allows."""
-    views = [memoryview(p) for p in pieces if len(p)]
-    while views:
-        sent = os.writev(fd, views[:512])  # IOV_MAX is 1024 on Linux
-        while sent:
-            if sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            else:
-                views[0], sent = views[0][sent:], 0
+            return proc.wait()

@@ -1,72 +1,65 @@
 """The child process of `registry.predlog.process.ProcessWriter`: binary COPY data in, commits
 out.
 
-`python -m registry.predlog.relay` reads frames on stdin: 8 bytes of length (big-endian), then
-that many bytes of binary COPY data for the statement in $LOOPSERVE_COPY_STATEMENT, on the
-database at $LOOPSERVE_COPY_CONNINFO (not in argv: a password would show in `ps`). Each frame
-is written in its own transaction and answered on stdout with one line once it has committed,
-`ok`, or with `error <type>: <message>`. It exits when stdin ends, so it never outlives its
-parent, and ignores SIGINT and SIGTERM so that the parent's last flush on shutdown still has
-a writer. It imports only psycopg, to stay small.
+`python -m registry.predlog.relay` listens on a Unix socket with `multiprocessing.connection`,
+whose authentication takes the key in $LOOPSERVE_COPY_AUTHKEY (hex), writes the socket's
+address as one line on stdout, and accepts its parent alone. Each message it receives is binary
+COPY data for the statement in $LOOPSERVE_COPY_STATEMENT, on the database at
+$LOOPSERVE_COPY_CONNINFO (in the environment, not in argv: a password would show in `ps`); it
+writes the message in its own transaction and answers once it has committed, `ok`, or with
+`error <type>: <message>`. Messages are bytes both ways (send_bytes/recv_bytes), never pickles.
+It exits when the connection ends, so it never outlives its parent, and ignores SIGINT and
+SIGTERM so that the parent's last flush on shutdown still has a writer. It imports psycopg and
+the standard library only, to stay small.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import struct
-import sys
-from typing import BinaryIO
+from multiprocessing.connection import Connection, Listener
 
+AUTHKEY_VARIABLE = "LOOPSERVE_COPY_AUTHKEY"
 CONNINFO_VARIABLE = "LOOPSERVE_COPY_CONNINFO"
 STATEMENT_VARIABLE = "LOOPSERVE_COPY_STATEMENT"
-LENGTH = struct.Struct("!Q")  # the frame header
 
 
-def read_exactly(stream: BinaryIO, n: int) -> bytearray | None:
-    """n bytes from the stream, or None if it ends first."""
-    buffer = bytearray(n)
-    view, got = memoryview(buffer), 0
-    while got < n:
-        read = stream.readinto(view[got:])
-        if not read:
-            return None
-        got += read
-    return buffer
-
-
-def serve(conninfo: str, statement: str, source: BinaryIO, answers: BinaryIO) -> None:
-    """Write each frame from `source` in its own transaction and answer it on `answers`,
-    until `source` ends. A failed write closes the connection; the next frame opens another."""
+def serve(conninfo: str, statement: str, connection: Connection) -> None:
+    """Write each message in its own transaction and answer it, until the connection ends.
+    A failed write closes the database connection; the next message opens another."""
     import psycopg
 
     conn: psycopg.Connection | None = None
-    while (head := read_exactly(source, LENGTH.size)) is not None:
-        frame = read_exactly(source, LENGTH.unpack(head)[0])
-        if frame is None:
+    while True:
+        try:
+            message = connection.recv_bytes()
+        except EOFError:
             return
         try:
             if conn is None or conn.closed:
                 conn = psycopg.connect(conninfo)
             with conn.cursor() as cur, cur.copy(statement) as copy:
-                copy.write(memoryview(frame))  # sliced for libpq without copies
+                copy.write(message)
             conn.commit()
-            answer = b"ok\n"
+            answer = b"ok"
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-            answer = f"error {message}\n".encode()
+            answer = f"error {type(exc).__name__}: {exc}".encode()
             if conn is not None:
                 conn.close()
                 conn = None
-        answers.write(answer)
-        answers.flush()
+        connection.send_bytes(answer)
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conninfo, statement = os.environ[CONNINFO_VARIABLE], os.environ[STATEMENT_VARIABLE]
-    serve(conninfo, statement, sys.stdin.buffer.raw, sys.stdout.buffer)  # type: ignore[attr-defined]
+    authkey = bytes.fromhex(os.environ[AUTHKEY_VARIABLE])
+    with Listener(family="AF_UNIX", authkey=authkey) as listener:
+        print(listener.address, flush=True)
+        connection = listener.accept()
+    with connection:  # the listener is closed and its socket file gone: no one else connects
+        serve(conninfo, statement, connection)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The prediction log's child-process writer on a real PostgreSQL: it commits before it
-answers, survives its child being killed, names a failed write's error, and ends with its
-input."""
+answers, survives its child being killed, names a failed write's error, ends with its
+connection, and talks to its own parent only."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def _stored(pg: Database) -> dict[str, tuple[int, bytes]]:
 
 
 def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, writer) -> None:  # type: ignore[no-untyped-def]
-    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many pipe fills
+    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many buffers
     writer.write([small, large])
     stored = _stored(pg)
     assert stored == {small.id: (1, _matrix(small)), large.id: (50_000, _matrix(large))}
@@ -112,7 +112,7 @@ def test_a_child_killed_during_a_write_fails_that_write_and_the_retry_succeeds(
     writer.write([_batch(model_id, 1, 9)])  # the child is up
     pid = writer.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # the pipe fills and the write blocks
+    os.kill(pid, signal.SIGSTOP)  # the socket's buffer fills and the write blocks
     big = _batch(model_id, 50_000, 10)
     errors: list[BaseException] = []
 
@@ -147,7 +147,7 @@ def test_a_failed_write_names_its_error_and_the_next_one_succeeds(
     assert set(_stored(pg)) == {good.id}
 
 
-def test_the_child_ends_with_its_input_and_keeps_the_password_out_of_its_arguments(
+def test_the_child_ends_with_its_connection_and_keeps_the_password_out_of_its_arguments(
     pg: Database, model_id: int
 ) -> None:
     writer = ProcessWriter(pg.url)
