@@ -14,6 +14,7 @@ Create Date: 2026-11-29 16:30:00
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ branch_labels = None
 depends_on = None
 
 _CHUNK = 500  # legacy batches converted per statement
+_ISSUED = re.compile("[0-9a-f]{32}")  # uuid4().hex, later os.urandom(16).hex(): all issued ids
 
 _batches = sa.table(
     "prediction_batches",
@@ -96,10 +98,11 @@ def _rename_downgraded(conn: sa.Connection) -> None:
     ).all()
     for pid, batch_id in named:
         conn.execute(sa.delete(_predictions).where(_predictions.c.id == pid))
+        name, first = _kept(pid)
         conn.execute(
             sa.update(_batches)
             .where(_batches.c.id == batch_id)
-            .values(id=pid[:24], first_position=int(pid[24:], 16))
+            .values(id=name, first_position=first)
         )
 
 
@@ -145,7 +148,7 @@ def _converted(conn: sa.Connection, batch_ids: list[str]) -> Iterator[dict[str, 
         labels = output.get("labels") or [None] * n
         for position in range(n):
             pid = ids.get((batch_id, position))
-            new_id, first = (pid[:24], int(pid[24:], 16)) if pid else (os.urandom(12).hex(), 0)
+            new_id, first = _kept(pid) if pid else (os.urandom(12).hex(), 0)
             yield {
                 "id": new_id,
                 "model_id": model_id,
@@ -158,6 +161,13 @@ def _converted(conn: sa.Connection, batch_ids: list[str]) -> Iterator[dict[str, 
                 "probabilities": _probabilities(output, position, classes[model_id, version]),
                 "created_at": created_at,
             }
+
+
+def _kept(pid: str) -> tuple[str, int]:
+    """The batch name and first position under which an issued id finds its row."""
+    if _ISSUED.fullmatch(pid) is None:
+        raise ValueError(f"prediction id {pid!r} is not 32 hex digits, as every issued id was")
+    return pid[:24], int(pid[24:], 16)
 
 
 def _float32(values: list[Any]) -> bytes:
