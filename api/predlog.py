@@ -97,6 +97,8 @@ def _float32_bytes(matrix: np.ndarray) -> memoryview:
 
 
 class PredictionLog:
+    """The API process's buffer of served predictions and the thread that writes it."""
+
     def __init__(
         self,
         db: Database,
