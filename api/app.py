@@ -26,8 +26,8 @@ from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
 from registry.db import Database
-from registry.logwriter import ProcessWriter
 from registry.notify import ChampionListener, ChampionNotifier, notify_url
+from registry.predlog.process import ProcessWriter
 from registry.settings import RegistrySettings
 from worker.broker import TaskSender
 from worker.settings import WorkerSettings

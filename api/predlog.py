@@ -1,37 +1,36 @@
-"""The prediction log, written off the request path in chunks.
+"""The API's buffer of the prediction log (registry.predlog), written off the request path in
+chunks.
 
-Requests served by the same model version join one open `Chunk`; a chunk is one database row,
-and its random id followed by a row's position in it is that row's prediction id, so the log
-writes one row per model version per flush however many requests it holds, and a prediction is
-still found from its id alone. The log thread seals the open chunks every `flush_seconds` (or
-once `batch_size` rows wait), serialises each (float matrices as raw bytes, strings as JSON)
-and hands them to its writer: by default a session of the API's database (binary COPY on
-PostgreSQL); on PostgreSQL the app uses `registry.logwriter.ProcessWriter`, whose child process
-runs the COPY so that it never holds this process's GIL. A failed write keeps the chunks for the
-next try, which first skips the chunks found written (the write committed but its answer was
-lost). When `limit` rows wait (the database has been down for long), predict answers 503 rather
-than serving predictions that could never be labelled.
+Requests served by the same model version join one open `Chunk`; a chunk is one logged batch,
+and its id followed by a row's position in it is that row's prediction id, so the log writes
+one row per model version per flush however many requests it holds, and a prediction is still
+found from its id alone. The log thread seals the open chunks every `flush_seconds` (or once
+`batch_size` rows wait), serialises each (float matrices as raw bytes, strings as JSON) and
+hands them to its writer: by default a session of the API's database (binary COPY on
+PostgreSQL); on PostgreSQL the app uses `registry.predlog.process.ProcessWriter`, whose child
+process runs the COPY so that it never holds this process's GIL. A failed write keeps the
+chunks for the next try, which first skips the chunks found written (the write committed but
+its answer was lost). When `limit` rows wait (the database has been down for long), predict
+answers 503 rather than serving predictions that could never be labelled.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import numpy as np
 import orjson
 
 from api.serving import MISSING_CATEGORY, Columns
-from registry import data
-from registry.data import LoggedBatch
 from registry.db import Database
+from registry.predlog.ids import new_batch_id, prediction_ids
+from registry.predlog.record import LoggedBatch
+from registry.predlog.write import BatchWriter, SessionWriter, logged_batch_ids
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class Chunk:
     __slots__ = ("id", "model_id", "opened_at", "parts", "rows", "version")
 
     def __init__(self, model_id: int, version: int) -> None:
-        self.id = os.urandom(12).hex()  # 96 random bits
+        self.id = new_batch_id()
         self.model_id, self.version = model_id, version
         self.opened_at = time.time()
         self.rows = 0
@@ -97,29 +96,9 @@ def _float32_bytes(matrix: np.ndarray) -> memoryview:
     return np.ascontiguousarray(matrix, dtype="<f4").data.cast("B")
 
 
-class BatchWriter(Protocol):
-    """Commits logged batches, or raises."""
-
-    def write(self, batches: Sequence[LoggedBatch]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class SessionWriter:
-    """Writes in the calling thread, through a session of the database."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def write(self, batches: Sequence[LoggedBatch]) -> None:
-        with self._db.session() as s:
-            data.log_predictions(s, batches)
-
-    def close(self) -> None:
-        pass
-
-
 class PredictionLog:
+    """The API process's buffer of served predictions and the thread that writes it."""
+
     def __init__(
         self,
         db: Database,
@@ -160,7 +139,7 @@ class PredictionLog:
         """Queue what a request served; the prediction ids of its rows."""
         n = columns.n
         if not self.enabled:  # nothing will be looked up: ids need only be unique
-            return data.prediction_ids(os.urandom(12).hex(), n)
+            return prediction_ids(new_batch_id(), n)
         with self._cond:
             if self._pending + n > self._limit:
                 raise LogOverloaded(f"{self._pending} predictions wait to be logged")
@@ -176,7 +155,7 @@ class PredictionLog:
                 self._seal(key)
             if self._pending >= self._batch_size:
                 self._cond.notify_all()
-        return data.prediction_ids(chunk.id, n, first)
+        return prediction_ids(chunk.id, n, first)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row added before this call is written; False on timeout."""
@@ -214,7 +193,7 @@ class PredictionLog:
         """Write the chunks; a retry first drops those that the failed write committed."""
         if retry:
             with self._db.session() as s:
-                done = data.logged_batch_ids(s, [chunk.id for chunk in take])
+                done = logged_batch_ids(s, [chunk.id for chunk in take])
             take = [chunk for chunk in take if chunk.id not in done]
         self._writer.write([chunk.record() for chunk in take])
 

@@ -16,6 +16,7 @@ from registry.db import Database
 from registry.errors import InvalidData, NotFound
 from registry.models import Model, ModelVersion, Trigger
 from registry.notify import ChampionNotifier
+from registry.predlog import reads
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
 
@@ -70,7 +71,7 @@ class Platform:
         while True:
             with self.db.session() as s:
                 model = catalog.get_model(s, name)
-                missing = data.missing_predictions(s, model.id, ids)
+                missing = reads.missing_predictions(s, model.id, ids)
             if not missing or time.monotonic() >= deadline:
                 return
             time.sleep(0.1)

@@ -26,7 +26,7 @@ from bench.config import V1_FLOOR
 from bench.load import v1_body, v2_body
 from bench.models import CLASSES, BenchModel, spec_for
 from bench.servers import floor_models
-from registry.data import prediction_ids
+from registry.predlog.ids import prediction_ids
 
 
 @dataclass(frozen=True)

@@ -174,46 +174,30 @@ class ModelVersion(Base):
 
 
 class PredictionBatch(Base):
-    """The prediction log: what consecutive requests to one model version served, their
-    inputs and outputs, as one row.
+    """The prediction log (registry.predlog): what consecutive requests to one model version
+    served, their inputs and outputs, as one row.
 
     A prediction id is the batch id (24 random hex digits) followed by the row's position (8
     hex digits), so a replica writes one row per model version per flush, however many requests
     it served, and a prediction is found from its id alone. Numeric features are kept as the
     graph saw them: one float32 matrix [rows, numeric features in spec order], NaN for
-    missing; probabilities likewise [rows, classes of the version]. Batches logged before
-    revision 0003 have `features` and `output` as JSON instead, and their ids are rows of
-    `predictions`.
+    missing; probabilities likewise [rows, classes of the version]. The rows' positions start
+    at `first_position`, 0 in every batch the log writes; ids issued before revision 0003 were
+    random, and each is kept as a one-row batch named by its first 24 digits whose first
+    position is its last 8 (revision 0005).
     """
 
     __tablename__ = "prediction_batches"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 24 since revision 0003
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
-    numeric: Mapped[bytes | None] = mapped_column(LargeBinary)
+    first_position: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    numeric: Mapped[bytes] = mapped_column(LargeBinary)
     categorical: Mapped[dict[str, list[str | None]] | None] = mapped_column(JSON)
-    labels: Mapped[list[Any] | None] = mapped_column(JSON)
+    labels: Mapped[list[Any]] = mapped_column(JSON)
     probabilities: Mapped[bytes | None] = mapped_column(LargeBinary)
-    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0003
-    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # before 0003
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class Prediction(Base):
-    """Where the ids issued before revision 0003 point: their batch and position in it. Read
-    only; later ids carry both themselves."""
-
-    __tablename__ = "predictions"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    batch_id: Mapped[str] = mapped_column(
-        ForeignKey("prediction_batches.id", ondelete="CASCADE"), index=True
-    )
-    position: Mapped[int] = mapped_column(Integer)
-    version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry import events
-from registry.models import Event, LabelledRow, Model, ModelVersion, PredictionBatch, Stage
+from registry.models import Event, LabelledRow, Model, ModelVersion, Stage
+from registry.predlog import reads
 from tuning import data as tdata
 from tuning.live import LiveRows
 from tuning.spec import ModelSpec
@@ -105,36 +106,8 @@ def young_regime(session: Session, model: Model) -> bool:
 
 
 def recent_inputs(session: Session, model_id: int, spec: ModelSpec, *, rows: int) -> pd.DataFrame:
-    """The features of about the newest `rows` logged predictions (whole batches, newest
-    first, until enough), as a feature frame."""
-    batches, total = [], 0
-    query = (
-        select(
-            PredictionBatch.rows,
-            PredictionBatch.numeric,
-            PredictionBatch.categorical,
-            PredictionBatch.features,
-        )
-        .where(PredictionBatch.model_id == model_id)
-        .order_by(PredictionBatch.created_at.desc())
-    )
-    for batch in session.execute(query.execution_options(yield_per=64)):
-        batches.append(batch)
-        total += batch[0]
-        if total >= rows:
-            break
-    numeric_names = spec.numeric_features
-    columns: dict[str, list[Any]] = {f.name: [] for f in spec.features}
-    for n, numeric, categorical, legacy in reversed(batches):
-        if numeric is None:
-            for name in columns:
-                columns[name].extend((legacy or {}).get(name, [None] * n))
-            continue
-        matrix = np.frombuffer(numeric, dtype="<f4").reshape(n, len(numeric_names))
-        for j, name in enumerate(numeric_names):
-            columns[name].extend(matrix[:, j].astype(np.float64).tolist())
-        for name in spec.categorical_features:
-            columns[name].extend((categorical or {}).get(name, [None] * n))
+    """The features of about the newest `rows` logged predictions, as a feature frame."""
+    columns = reads.recent_features(session, model_id, spec, rows=rows)
     return tdata.normalize(spec, pd.DataFrame(columns, columns=spec.feature_names))
 
 

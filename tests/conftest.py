@@ -61,14 +61,18 @@ def redis_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    """The same test on the embedded SQLite and on PostgreSQL, migrations applied."""
+def empty_database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """An empty database, no migration applied, on the embedded SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'loopserve.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    return url
+        return f"sqlite:///{tmp_path / 'loopserve.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """The same test on the embedded SQLite and on PostgreSQL, migrations applied."""
+    upgrade(empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture

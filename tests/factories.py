@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+import orjson
 
+from registry.models import utcnow
+from registry.predlog.record import LoggedBatch
 from tuning.spec import ModelSpec
 
 COLORS = ("red", "green", "blue")
@@ -68,3 +72,32 @@ def churn_rows(n: int, *, seed: int, flipped: bool = False) -> list[dict[str, An
 
 def features_only(rows: list[dict[str, Any]], target: str = "churned") -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != target} for r in rows]
+
+
+def logged_batch(
+    model_id: int,
+    spec: ModelSpec,
+    rows: list[dict[str, Any]],
+    *,
+    version: int = 1,
+    labels: list[Any] | None = None,
+    probabilities: np.ndarray | None = None,
+) -> LoggedBatch:
+    """Feature rows as one logged batch, in the form the API's log thread writes (every answer
+    "no" unless `labels` are given)."""
+    numeric = np.array(
+        [[np.nan if r[f] is None else r[f] for f in spec.numeric_features] for r in rows],
+        dtype="<f4",
+    ).reshape(len(rows), len(spec.numeric_features))
+    categorical = {f: [r[f] for r in rows] for f in spec.categorical_features}
+    return LoggedBatch(
+        id=os.urandom(12).hex(),
+        model_id=model_id,
+        version=version,
+        created_at=utcnow(),
+        rows=len(rows),
+        numeric=[numeric.tobytes()],
+        categorical=orjson.dumps(categorical) if categorical else None,
+        labels=orjson.dumps(labels if labels is not None else ["no"] * len(rows)),
+        probabilities=None if probabilities is None else [probabilities.astype("<f4").tobytes()],
+    )

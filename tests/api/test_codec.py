@@ -14,8 +14,8 @@ from api.codec import decode_body, decode_rows, encode_predictions
 from api.dataplane import BatchTooLarge, Served
 from api.errors import BadRequest
 from api.serving import LoadedModel, load_model
-from registry.data import prediction_ids
 from registry.errors import InvalidData
+from registry.predlog.ids import prediction_ids
 from tuning.data import frame, target
 from tuning.export import to_onnx
 from tuning.pipeline import build_pipeline

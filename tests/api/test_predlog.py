@@ -1,5 +1,5 @@
-"""The prediction log: requests of one model version share a logged row, every id finds its
-row's features, and nothing is acknowledged that could not be logged."""
+"""The API's prediction-log buffer: requests of one model version share a logged row, every id
+finds its row's features, and nothing is acknowledged that could not be logged."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from api.predlog import LogOverloaded, PredictionLog, SessionWriter
+from api.predlog import LogOverloaded, PredictionLog
 from api.serving import MISSING_CATEGORY, Columns
-from registry import catalog, data
+from registry import catalog
 from registry.db import Database
-from registry.logwriter import ProcessWriter
 from registry.migrate import upgrade
 from registry.models import PredictionBatch
+from registry.predlog.process import ProcessWriter
+from registry.predlog.reads import logged_predictions, missing_predictions
+from registry.predlog.write import SessionWriter
 from tests.factories import churn_spec
 
 
@@ -72,16 +74,16 @@ def test_requests_of_one_version_share_a_row_and_ids_find_their_features(db, mod
     assert sorted(_logged_rows(db)) == [(1, 3), (2, 1)]
     assert len({i[:24] for i in ids}) == 1 and other[0][:24] != ids[0][:24]
     with db.session() as s:
-        found = data._logged_rows(s, model_id, churn_spec(), [*ids, *other])[0]
-        assert data.missing_predictions(s, model_id, [*ids, ids[0][:24] + "00000003"]) == {
+        found = logged_predictions(s, model_id, churn_spec(), [*ids, *other])
+        assert missing_predictions(s, model_id, [*ids, ids[0][:24] + "00000003"]) == {
             ids[0][:24] + "00000003"
         }
-    assert [found[i] for i in ids] == [
+    assert [found[i].features for i in ids] == [
         {"x1": 0.1, "x2": 1.5, "x3": -2.0, "x4": 0.25, "color": "red"},
         {"x1": None, "x2": 1.5, "x3": -2.0, "x4": 0.25, "color": None},
         {"x1": 7.0, "x2": 1.5, "x3": -2.0, "x4": 0.25, "color": "blue"},
     ]
-    assert found[other[0]]["x1"] == 7.0
+    assert found[other[0]].features["x1"] == 7.0 and found[other[0]].version == 2
 
 
 def test_a_full_chunk_is_sealed_and_a_request_never_splits(db, model_id) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +95,7 @@ def test_a_full_chunk_is_sealed_and_a_request_never_splits(db, model_id) -> None
     assert sorted(rows for _, rows in _logged_rows(db)) == [3, 6]  # sealed once it held >= 4
     assert [len({i[:24] for i in part}) for part in ids] == [1, 1, 1]
     with db.session() as s:
-        assert data.missing_predictions(s, model_id, [i for part in ids for i in part]) == set()
+        assert missing_predictions(s, model_id, [i for part in ids for i in part]) == set()
 
 
 def test_the_writer_flushes_on_its_own(db, model_id) -> None:  # type: ignore[no-untyped-def]
@@ -175,7 +177,7 @@ def test_on_postgres_a_child_process_writes_the_log(postgres_url) -> None:  # ty
     log.close()
     assert writer.pid is None  # closing the log ends the child
     with db.session() as s:
-        found = data._logged_rows(s, model_id, churn_spec(), ids)[0]
+        found = logged_predictions(s, model_id, churn_spec(), ids)
     db.dispose()
-    assert [found[i]["x1"] for i in ids] == [0.5, None]
-    assert [found[i]["color"] for i in ids] == ["red", None]
+    assert [found[i].features["x1"] for i in ids] == [0.5, None]
+    assert [found[i].features["color"] for i in ids] == ["red", None]

@@ -3,8 +3,6 @@ when their worker stops heart-beating."""
 
 from __future__ import annotations
 
-import json
-import secrets
 import time
 from datetime import timedelta
 
@@ -15,8 +13,10 @@ from sqlalchemy.exc import StatementError
 
 from registry import catalog, data, jobs
 from registry.errors import InvalidData
-from registry.models import Job, JobStatus, PredictionBatch, Trigger, utcnow
-from tests.factories import churn_rows, churn_spec, features_only
+from registry.models import Job, JobStatus, Trigger, utcnow
+from registry.predlog.ids import prediction_ids
+from registry.predlog.write import log_predictions
+from tests.factories import churn_rows, churn_spec, features_only, logged_batch
 
 
 def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
@@ -27,28 +27,10 @@ def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
 
 
 def _log(s, model, spec, rows: list[dict]) -> list[str]:  # type: ignore[no-untyped-def]
-    """Log these feature rows as one batch, in the form the API's log thread writes; their
-    prediction ids."""
-    n = len(rows)
-    numeric = np.array(
-        [[np.nan if r[f] is None else r[f] for f in spec.numeric_features] for r in rows],
-        dtype="<f4",
-    )
-    batch = data.LoggedBatch(
-        id=secrets.token_hex(12),
-        model_id=model.id,
-        version=1,
-        created_at=utcnow(),
-        rows=n,
-        numeric=[numeric.tobytes()],
-        categorical=json.dumps(
-            {f: [r[f] for r in rows] for f in spec.categorical_features}
-        ).encode(),
-        labels=json.dumps(["no"] * n).encode(),
-        probabilities=[np.full((n, 2), 0.5, dtype="<f4").tobytes()],
-    )
-    data.log_predictions(s, [batch])
-    return data.prediction_ids(batch.id, n)
+    """Log these feature rows as one batch; their prediction ids."""
+    batch = logged_batch(model.id, spec, rows, probabilities=np.full((len(rows), 2), 0.5))
+    log_predictions(s, [batch])
+    return prediction_ids(batch.id, len(rows))
 
 
 def _logged(s, model, spec, n: int) -> list[str]:  # type: ignore[no-untyped-def]
@@ -121,32 +103,6 @@ def test_feedback_trains_on_the_logged_features(db) -> None:  # type: ignore[no-
     with db.session() as s:
         _, features, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
     assert features[-2:] == sent and labels[-2:] == ["yes", "yes"]
-
-
-def test_feedback_reads_batches_logged_before_the_binary_form(db) -> None:  # type: ignore[no-untyped-def]
-    with db.session() as s:
-        model, spec = _model_with_rows(s)
-        rows = features_only(churn_rows(3, seed=4))
-        s.add(
-            PredictionBatch(
-                id="a" * 24,
-                model_id=model.id,
-                version=1,
-                rows=3,
-                features={f: [r[f] for r in rows] for f in spec.feature_names},
-                output={"labels": ["no"] * 3},
-            )
-        )
-    with db.session() as s:
-        model = catalog.get_model(s, "churn")
-        ids = data.prediction_ids("a" * 24, 3)
-        assert data.missing_predictions(s, model.id, [*ids, "a" * 24 + "00000003"]) == {
-            "a" * 24 + "00000003"
-        }
-        data.add_feedback(s, model, spec, [{"prediction_id": ids[2], "label": "no"}])
-    with db.session() as s:
-        _, features, _ = data.training_rows(s, catalog.get_model(s, "churn").id)
-    assert features[-1] == rows[2]
 
 
 def test_retrain_is_single_flight(db) -> None:  # type: ignore[no-untyped-def]

@@ -3,23 +3,19 @@ are replayed through the detector; a change is recorded once and a reaction retr
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import orjson
 from sqlalchemy import select
 
 from registry import catalog, data, jobs
-from registry.data import LoggedBatch, prediction_ids
 from registry.models import Event, Job, LabelledRow, utcnow
 from registry.notify import ChampionNotifier
-from tests.factories import churn_rows, churn_spec
+from registry.predlog.ids import prediction_ids
+from registry.predlog.write import log_predictions
+from tests.factories import churn_rows, churn_spec, features_only, logged_batch
 from worker.monitor import watch
 from worker.settings import WorkerSettings
 from worker.training import Skipped, claim, run_local
 from worker.triggers import tick
-
-NUMERIC = ("x1", "x2", "x3", "x4")
 
 
 def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
@@ -46,24 +42,12 @@ def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int, version=N
     truth = [r["churned"] for r in rows]
     flip = {"yes": "no", "no": "yes"}
     served = [flip[t] if rng.random() < error_rate else t for t in truth]
-    numeric = np.array(
-        [[np.nan if r[f] is None else r[f] for f in NUMERIC] for r in rows], dtype="<f4"
-    )
     with db.session() as s:
         model = catalog.get_model(s, "churn")
         version = version or catalog.champion(s, model_id).version
-        batch = LoggedBatch(
-            id=os.urandom(12).hex(),
-            model_id=model_id,
-            version=version,
-            created_at=utcnow(),
-            rows=n,
-            numeric=[numeric.tobytes()],
-            categorical=orjson.dumps({"color": [r["color"] for r in rows]}),
-            labels=orjson.dumps(served),
-            probabilities=None,
-        )
-        data.log_predictions(s, [batch])
+        spec = catalog.spec_of(model)
+        batch = logged_batch(model_id, spec, features_only(rows), version=version, labels=served)
+        log_predictions(s, [batch])
     ids = prediction_ids(batch.id, n)
     with db.session() as s:
         model = catalog.get_model(s, "churn")

@@ -1,6 +1,6 @@
 """The prediction log's child-process writer on a real PostgreSQL: it commits before it
-answers, survives its child being killed, names a failed write's error, and ends with its
-input."""
+answers, survives its child being killed, names a failed write's error, ends with its
+connection, and talks to its own parent only."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from registry import catalog, data
-from registry.data import LoggedBatch
+from registry import catalog
 from registry.db import Database
-from registry.logwriter import LogWriteError, ProcessWriter
 from registry.migrate import upgrade
 from registry.models import PredictionBatch
+from registry.predlog.ids import prediction_ids
+from registry.predlog.process import LogWriteError, ProcessWriter
+from registry.predlog.reads import missing_predictions
+from registry.predlog.record import LoggedBatch
+from registry.predlog.write import logged_batch_ids
 from tests.factories import churn_spec
 
 
@@ -73,7 +76,7 @@ def _stored(pg: Database) -> dict[str, tuple[int, bytes]]:
 
 
 def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, writer) -> None:  # type: ignore[no-untyped-def]
-    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many pipe fills
+    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many buffers
     writer.write([small, large])
     stored = _stored(pg)
     assert stored == {small.id: (1, _matrix(small)), large.id: (50_000, _matrix(large))}
@@ -82,8 +85,8 @@ def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, 
         assert batch is not None
         assert (batch.categorical, batch.labels) == ({"color": ["red"]}, ["no"])
         assert batch.created_at == small.created_at
-        assert data.logged_batch_ids(s, [small.id, "f" * 24]) == {small.id}
-        assert data.missing_predictions(s, model_id, data.prediction_ids(small.id, 1)) == set()
+        assert logged_batch_ids(s, [small.id, "f" * 24]) == {small.id}
+        assert missing_predictions(s, model_id, prediction_ids(small.id, 1)) == set()
 
 
 def test_a_killed_child_is_replaced_and_nothing_is_lost(
@@ -109,7 +112,7 @@ def test_a_child_killed_during_a_write_fails_that_write_and_the_retry_succeeds(
     writer.write([_batch(model_id, 1, 9)])  # the child is up
     pid = writer.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # the pipe fills and the write blocks
+    os.kill(pid, signal.SIGSTOP)  # the socket's buffer fills and the write blocks
     big = _batch(model_id, 50_000, 10)
     errors: list[BaseException] = []
 
@@ -144,7 +147,7 @@ def test_a_failed_write_names_its_error_and_the_next_one_succeeds(
     assert set(_stored(pg)) == {good.id}
 
 
-def test_the_child_ends_with_its_input_and_keeps_the_password_out_of_its_arguments(
+def test_the_child_ends_with_its_connection_and_keeps_the_password_out_of_its_arguments(
     pg: Database, model_id: int
 ) -> None:
     writer = ProcessWriter(pg.url)
@@ -152,6 +155,6 @@ def test_the_child_ends_with_its_input_and_keeps_the_password_out_of_its_argumen
     pid = writer.pid
     assert pid is not None
     arguments = Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert b"postgres" not in arguments and b"registry.copy_relay" in arguments
+    assert b"postgres" not in arguments and b"registry.predlog.relay" in arguments
     writer.close()
     assert writer.pid is None and not Path(f"/proc/{pid}").exists()
