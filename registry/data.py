@@ -27,8 +27,7 @@ def known_classes(model: Model) -> set[str] | None:
 
 def add_rows(session: Session, model: Model, spec: ModelSpec, rows: list[Any]) -> int:
     """Store uploaded training rows (features and target in one mapping)."""
-    fixed = spec.classes is not None
-    classes = set(spec.classes) if fixed else None
+    classes = set(spec.classes) if spec.classes is not None else None
     problems: list[Problem] = []
     clean: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
@@ -52,7 +51,7 @@ def add_rows(session: Session, model: Model, spec: ModelSpec, rows: list[Any]) -
     if not clean:
         return 0
     session.execute(insert(LabelledRow), clean)
-    if spec.task == "classification" and not fixed:
+    if spec.task == "classification" and classes is None:
         model.classes = sorted(set(model.classes or []) | {r["label"] for r in clean})
     return len(clean)
 

@@ -43,6 +43,7 @@ def log_predictions(session: Session, batches: Sequence[LoggedBatch]) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
+        assert raw is not None  # a live psycopg connection while the session holds it
         with raw.cursor() as cur, cur.copy(LOG_COPY) as copy:
             for piece in copy_stream(batches):
                 copy.write(piece)

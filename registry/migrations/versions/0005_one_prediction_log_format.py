@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,7 @@ def _rename_downgraded(conn: sa.Connection) -> None:
         )
 
 
-def _converted(conn: sa.Connection, batch_ids: list[str]) -> Iterator[dict[str, Any]]:
+def _converted(conn: sa.Connection, batch_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
     """One binary one-row batch for each row of these JSON batches: under its issued id if it
     has one, else (no id names it, but recent-traffic drift reads it) under a new one."""
     ids: dict[tuple[str, int], str] = {
@@ -132,7 +132,9 @@ def _converted(conn: sa.Connection, batch_ids: list[str]) -> Iterator[dict[str, 
     ).all()
     for batch_id, model_id, version, n, features, output, created_at in rows:
         if model_id not in specs:
-            specs[model_id] = conn.scalar(sa.select(_models.c.spec).where(_models.c.id == model_id))
+            specs[model_id] = (
+                conn.scalar(sa.select(_models.c.spec).where(_models.c.id == model_id)) or {}
+            )
         if (model_id, version) not in classes:
             classes[model_id, version] = conn.scalar(
                 sa.select(_versions.c.classes).where(
