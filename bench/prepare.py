@@ -1,9 +1,7 @@
-"""Idempotent setup: the load tool, MLServer's own venv, py-spy, and a fresh bench database.
+"""Setup: wrk, MLServer's own venv, py-spy (each installed once), and the bench database.
 
-Installs are cached (a marker file records MLServer's pins); the database is recreated on every
-run so the prediction log and the label counts start from zero. The run calls the database
-steps through `python -m bench.prepare` in a fresh process, so they use loopserve's registry
-code and migrations as they are on disk at that moment, even if they changed during the run.
+bench.run calls the database steps as `python -m bench.prepare fresh|ensure` in a new process,
+so that they use the registry code and migrations on disk at that moment.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import psycopg
 import sklearn
 
 from bench.config import (
-    ADMIN_TOKEN,
     CLASSES,
     DB_NAME,
     DB_URL,
@@ -35,8 +32,6 @@ from registry.db import Database
 from registry.migrate import upgrade
 
 Log = Callable[[str], None]
-
-__all__ = ["ADMIN_TOKEN", "ensure_mlserver", "ensure_pyspy", "ensure_wrk", "fresh_database"]
 
 
 def ensure_wrk(log: Log) -> str:
@@ -55,15 +50,11 @@ def ensure_wrk(log: Log) -> str:
     return found
 
 
-def mlserver_pins() -> list[str]:
-    """MLServer's pins plus loopserve's scikit-learn, so both load the same pickled pipeline."""
-    return [*MLSERVER_PINS, f"scikit-learn=={sklearn.__version__}"]
-
-
 def ensure_mlserver(log: Log) -> Path:
-    """MLServer in bench/.venv-mlserver; rebuilt only when the pins changed."""
+    """MLServer in bench/.venv-mlserver, with loopserve's scikit-learn so that both load the
+    same pickled pipeline; rebuilt only when the pins changed."""
     marker = MLSERVER_VENV / ".bench-pins"
-    pins = mlserver_pins()
+    pins = [*MLSERVER_PINS, f"scikit-learn=={sklearn.__version__}"]
     binary = MLSERVER_VENV / "bin" / "mlserver"
     if binary.exists() and marker.exists() and marker.read_text() == "\n".join(pins):
         return binary
