@@ -1,0 +1,172 @@
+"""The speed bench's parts without servers or load, in a few seconds, so that nothing in bench/
+rots unnoticed: every module imports, the targets and their verdicts, the report, wrk's and
+py-spy's output, and the in-process timings on tiny models (through loopserve's own request
+stages, the bench's only use of api/ internals)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+import bench
+from bench import backtoback, inprocess, load, profiling, report, run
+from bench.config import CLASSES, Timing
+from bench.floor_app import Floor
+from bench.models import BenchModel, build_models
+from bench.record import Cell, Feedback, Load, Run, Swap, Target, Wrk
+from bench.servers import CpuWatch
+
+LAST_RUN = Path(__file__).parent / "data" / "run-75784a2.json"
+
+
+def test_every_bench_module_imports() -> None:
+    names = [m.name for m in pkgutil.walk_packages(bench.__path__, "bench.")]
+    assert {"bench.run", "bench.report", "bench.inprocess", "bench.drift.loop"} <= set(names)
+    for name in names:
+        if not name.endswith("__main__"):
+            importlib.import_module(name)
+
+
+@pytest.mark.parametrize(
+    ("target", "ratio", "passed"),
+    [
+        (Target("", 300, 100, 3), 3.0, True),
+        (Target("", 299, 100, 3), 2.99, False),
+        (Target("", 5, 10, 0.5, "max", "ms"), 0.5, True),
+        (Target("", 90, 100, 0.10, "cost"), pytest.approx(0.10), True),
+        (Target("", 89, 100, 0.10, "cost"), pytest.approx(0.11), False),
+        (Target("", 0, None, 0, "count"), 0, True),
+        (Target("", 1, None, 0, "count"), 1, False),
+        (Target("", 20, 20, 1, "equal"), 1.0, True),
+        (Target("", 19, 20, 1, "equal"), 0.95, False),
+        (Target("", None, 100, 3), None, None),  # a missing cell is n/a, never a pass
+        (Target("", 300, None, 3), None, None),
+        (Target("", 300, 0, 3), None, None),
+    ],
+)
+def test_target_verdicts(target: Target, ratio: float | None, passed: bool | None) -> None:
+    assert target.ratio == ratio
+    assert target.passed is passed
+
+
+def test_the_last_full_run_gives_the_same_targets_and_verdicts(tmp_path: Path) -> None:
+    """The record is rebuilt from the tables of bench/RESULTS.md as committed in 75784a2 (r/s
+    rounded to units there, so a few ratios differ in their last digit): 32 targets, the same
+    two missed."""
+    last = Run.load(LAST_RUN)
+    found = report.targets(last)
+    assert len(found) == 32
+    assert [t.name for t in found if not t.passed] == [
+        "bench_lr v1: 1000-row r/s (c16) vs MLServer best",
+        "bench_rf v2: cost of the prediction log, 1000-row r/s (c16)",
+    ]
+    text = report.render(last)
+    for t in found:
+        assert t.name in text
+    assert "30 PASS, 2 MISS, 0 n/a." in text
+    last.save(tmp_path / "results.json")
+    assert Run.load(tmp_path / "results.json") == last
+    report.main([str(LAST_RUN), str(tmp_path / "RESULTS.md")])
+    assert (tmp_path / "RESULTS.md").read_text() == text
+
+
+def test_a_partial_run_renders_with_n_a() -> None:
+    wrk = Wrk(8000, 8.0, 0, 0, 1.0, 1.5, 2.0, 3.0)
+    partial = Run("2026-01-01 00:00", "cmd", Timing(), "abc1234", models={"m": "a model"})
+    partial.cells = [
+        Cell("loopserve_log_on", "v1", "m", 1, 16, wrk, statuses={"503": 4}),
+        Cell("floor", "v1", "m", 1, 16, note="probe answered HTTP 404: not | found"),
+    ]
+    partial.swap = Swap("m", wrk, wrk, [], 0)
+    partial.feedback = Feedback("m", 10, 0.1, 10, 1, 1, 10, 0, 0.5, 9)
+    partial.errors["profiles"] = "RuntimeError('stopped')"
+    text = report.render(partial)
+    assert "| m v1: single-row r/s (c16) vs floor | 1,000 r/s | n/a | n/a | ≥ 0.5x | n/a |" in text
+    assert "HTTP 503: 4" in text and "not / found" in text  # a "|" would break the table
+    assert "| feedback: labelled_rows in the database vs acknowledged | 9 | 10 |" in text
+    assert report.table("a | b", [[None, 1.25]]) == ["| a | b |", "|---|---|", "| n/a | 1.2 |", ""]
+
+
+def test_wrk_summary_is_parsed() -> None:
+    out = (
+        "Running 8s test @ http://127.0.0.1:1/v1/models/m/predict\n"
+        'BENCH_JSON {"requests": 1000, "duration_us": 2000000, "connect": 1, "read": 2, '
+        '"write": 0, "status": 10, "timeout": 3, "p50_us": 1500, "p90_us": 2500, '
+        '"p99_us": 9000, "max_us": 12000}\n'
+    )
+    w = load.parse_wrk(out)
+    assert (w.ok, w.rps, w.socket_errors, w.p99_ms) == (990, 495.0, 6, 9.0)
+    with pytest.raises(RuntimeError):
+        load.parse_wrk("no summary")
+
+
+def test_pyspy_stacks_are_summarised() -> None:
+    raw = "\n".join(
+        [
+            "Thread._bootstrap (threading.py:1);handle (api/app.py:10);_run (api/serving.py:9) 6",
+            "Thread._bootstrap (threading.py:1);handle (api/app.py:12) 2",
+            "Thread._bootstrap (threading.py:1);Condition.wait (threading.py:320) 5",
+            "garbage",
+        ]
+    )
+    p = profiling.summarize(raw, Load("predict", "m"), "x.txt")
+    assert (p.samples, p.waiting) == (8, 5)
+    assert p.own == [("_run (api/serving.py)", 75.0), ("handle (api/app.py)", 25.0)]
+    assert ("handle (api/app.py)", 100.0) in p.inclusive
+    assert all(not f.startswith("Thread._bootstrap") for f, _ in p.inclusive)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[BenchModel]:
+    folder = tmp_path_factory.mktemp("models")
+    return build_models(lambda _: None, folder, train_rows=200, payload_rows=8, trees=3)
+
+
+def test_inprocess_timings_run_loopserves_own_stages(tiny_models: list[BenchModel]) -> None:
+    rates = inprocess.call_rates(tiny_models, (1, 4), seconds=0.01)
+    assert len(rates) == 2 * 2 * 2 and all(r.calls_per_s > 0 for r in rates)
+    stages = inprocess.stages(tiny_models, (1, 4), seconds=0.01)
+    found = {(s.model, s.rows, s.protocol, s.stage) for s in stages}
+    for stage in (*report.PATH_STAGES, report.LOG_STAGE, report.FLOOR_STAGE):
+        assert ("bench_rf", 4, "v2", stage) in found
+    assert all(s.us > 0 for s in stages)
+
+
+def test_floor_app_answers_both_protocols(tiny_models: list[BenchModel]) -> None:
+    m = tiny_models[0]
+    transport = httpx.ASGITransport(app=Floor({m.name: (m.onnx, CLASSES)}).app)
+
+    async def ask() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://floor") as client:
+            return [
+                await client.post(f"/v1/models/{m.name}/predict", content=load.v1_body(m.X[:3])),
+                await client.post(f"/v2/models/{m.name}/infer", content=load.v2_body(m.X[:3])),
+                await client.post("/v1/models/nope/predict", content=b"{}"),
+            ]
+
+    v1, v2, missing = asyncio.run(ask())
+    assert len(v1.json()["predictions"]) == 3
+    assert v2.json()["outputs"][1]["shape"] == [3, 2]
+    assert missing.status_code == 404
+
+
+def test_back_to_back_tables(tiny_models: list[BenchModel]) -> None:
+    a, b = backtoback.Measured(110, 4.0, 60, 1), backtoback.Measured(100, 5.0, 50, 2)
+    assert backtoback.MICROBATCH.row(a, b)[2] == "+10.0 %"
+    assert backtoback.LOGWRITER.row(a, b, b)[3] == "-10.0 %"
+    for comparison in (backtoback.MICROBATCH, backtoback.LOGWRITER):
+        assert len(comparison.row(*[a] * len(comparison.servers))) == len(comparison.columns)
+        assert comparison.cells(tiny_models)
+
+
+def test_cpu_watch_and_git_state() -> None:
+    watch = CpuWatch(lambda: [os.getpid()])
+    assert watch.other_cores() >= 0
+    head, dirty = run.git_state()
+    assert head and isinstance(dirty, list)
