@@ -78,13 +78,18 @@ def ensure_pyspy(log: Log) -> Path:
 
 
 def fresh_database(models: list[BenchModel], log: Log) -> None:
-    """Drop and recreate the bench database, migrate it, register two versions per model and
-    promote version 1 (directly in the registry, as the API tests do)."""
+    """Drop and recreate the bench database, then `register` the models in it."""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-    upgrade(DB_URL)
-    db = Database(DB_URL)
+    register(DB_URL, models, log)
+
+
+def register(url: str, models: list[BenchModel], log: Log) -> None:
+    """Migrate the database at `url`, register two versions per model and promote version 1
+    (in the registry directly, as the API tests do)."""
+    upgrade(url)
+    db = Database(url)
     try:
         for m in models:
             with db.session() as s:
@@ -114,14 +119,11 @@ def fresh_database(models: list[BenchModel], log: Log) -> None:
         db.dispose()
 
 
-def labelled_rows(name: str) -> int:
+def labelled_rows(name: str, url: str = DB_URL) -> int:
     """Feedback rows stored for a model, counted in the database itself."""
-    query = (
-        "SELECT count(*) FROM labelled_rows l JOIN models m ON m.id = l.model_id "
-        "WHERE m.name = %s AND l.source = 'feedback'"
-    )
-    url = DB_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as conn:
+    query = "SELECT count(*) FROM labelled_rows l JOIN models m ON m.id = l.model_id "
+    query += "WHERE m.name = %s AND l.source = 'feedback'"
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         row = conn.execute(query, (name,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -141,8 +143,7 @@ def ensure_database(log: Log) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prepare")
     parser.add_argument("action", choices=["fresh", "ensure"])
-    args = parser.parse_args(argv)
-    if args.action == "fresh":
+    if parser.parse_args(argv).action == "fresh":
         fresh_database(build_models(print), print)
     else:
         print(f"BENCH_DB {ensure_database(print)}")

@@ -102,14 +102,14 @@ def targets(run: Run) -> list[Target]:
 def _text(value: object) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
+    if isinstance(value, float):  # three digits or more
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{1 + (abs(value) < 10)}f}"
     return str(value).replace("|", "/").replace("\n", " ")
 
 
 def table(header: str, rows: Iterable[Sequence[object]], title: str = "") -> list[str]:
     """A Markdown table under an optional heading; `header` names the columns separated by
-    " | ". In rows None is n/a, a float gets one decimal, anything else is shown as it is."""
+    " | ". In rows None is n/a, a float shows three digits or more, the rest shows as it is."""
     lines = [title, ""] if title else []
     lines += ["| " + header + " |", "|" + "---|" * len(header.split(" | "))]
     return [*lines, *("| " + " | ".join(map(_text, row)) + " |" for row in rows), ""]

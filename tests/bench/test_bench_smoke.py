@@ -15,12 +15,14 @@ import httpx
 import pytest
 
 import bench
-from bench import backtoback, inprocess, load, profiling, report, run
+from bench import backtoback, inprocess, load, prepare, profiling, report, run
 from bench.config import CLASSES, Timing
 from bench.floor_app import Floor
 from bench.models import BenchModel, build_models
 from bench.record import Cell, Feedback, Load, Run, Swap, Target, Wrk
 from bench.servers import CpuWatch
+from registry import catalog
+from registry.db import Database
 
 LAST_RUN = Path(__file__).parent / "data" / "run-75784a2.json"
 
@@ -90,7 +92,13 @@ def test_a_partial_run_renders_with_n_a() -> None:
     assert "| m v1: single-row r/s (c16) vs floor | 1,000 r/s | n/a | n/a | ≥ 0.5x | n/a |" in text
     assert "HTTP 503: 4" in text and "not / found" in text  # a "|" would break the table
     assert "| feedback: labelled_rows in the database vs acknowledged | 9 | 10 |" in text
-    assert report.table("a | b", [[None, 1.25]]) == ["| a | b |", "|---|---|", "| n/a | 1.2 |", ""]
+    assert report.table("a | b", [[None, 1.254], [12.34, 1234.5]]) == [
+        "| a | b |",
+        "|---|---|",
+        "| n/a | 1.25 |",
+        "| 12.3 | 1,234 |",
+        "",
+    ]
 
 
 def test_wrk_summary_is_parsed() -> None:
@@ -154,6 +162,23 @@ def test_floor_app_answers_both_protocols(tiny_models: list[BenchModel]) -> None
     assert len(v1.json()["predictions"]) == 3
     assert v2.json()["outputs"][1]["shape"] == [3, 2]
     assert missing.status_code == 404
+
+
+@pytest.mark.postgres
+def test_the_bench_database_gets_both_versions(
+    postgres_url: str, tiny_models: list[BenchModel]
+) -> None:
+    prepare.register(postgres_url, tiny_models, lambda _: None)
+    db = Database(postgres_url)
+    try:
+        with db.session() as s:
+            for m in tiny_models:
+                model = catalog.get_model(s, m.name)
+                assert [v.version for v in catalog.versions(s, model.id)] == [1, 2]
+                assert getattr(catalog.champion(s, model.id), "version", None) == 1
+    finally:
+        db.dispose()
+    assert prepare.labelled_rows("bench_lr", postgres_url) == 0
 
 
 def test_back_to_back_tables(tiny_models: list[BenchModel]) -> None:
