@@ -70,6 +70,10 @@ class Comparison:
     columns: list[str]
     row: Callable[..., list[object]]  # of one Measured per server, in order
 
+    @property
+    def header(self) -> str:
+        return " | ".join(["model", "protocol", "rows", "conc", *self.columns])
+
 
 def _cost(a: Measured, b: Measured) -> str:
     return f"{(1 - a.rps / b.rps) * 100:.1f} %"
@@ -140,7 +144,7 @@ def main(argv: list[str], rounds: int = 3, seconds: float = 6.0) -> None:
     finally:
         for server in servers.values():
             server.stop()
-    print("\n".join(table(["model", "protocol", "rows", "conc", *which.columns], rows)))
+    print("\n".join(table(which.header, rows)))
 
 
 if __name__ == "__main__":

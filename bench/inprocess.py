@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import astuple
 
 import numpy as np
 import onnxruntime as ort
@@ -132,22 +133,20 @@ def stages(models: list[BenchModel], rows: tuple[int, ...], seconds: float = 1.0
     return out
 
 
-def main(argv: list[str]) -> None:
-    what = argv[0] if argv else "stages"
-    models = build_models(print)
+def tables(what: str, models: list[BenchModel], seconds: float = 1.5) -> list[str]:
+    """One table alone: `rates` (the in-process floor), `threads` (1 vs 2 intra-op threads on
+    the served graph) or `stages`."""
     if what == "rates":
-        rates = call_rates(models, ROW_COUNTS)
-        rows = [[r.model, r.graph, r.rows, f"{r.calls_per_s:,.0f}", r.us_per_call] for r in rates]
-        print("\n".join(table(["model", "graph", "rows", "calls/s", "µs per call"], rows)))
-    elif what == "threads":
-        found = [(r, t) for t in (1, 2) for r in call_rates(models, ROW_COUNTS, threads=t)]
-        rows = sorted([r.model, t, r.rows, r.us_per_call] for r, t in found if "served" in r.graph)
-        print("\n".join(table(["model", "threads", "rows", "µs per call"], rows)))
-    else:
-        found = stages(models, ROW_COUNTS)
-        rows = [[s.model, s.rows, s.protocol, s.stage, s.us] for s in found]
-        print("\n".join(table(["model", "rows", "protocol", "stage", "µs"], rows)))
+        found = call_rates(models, ROW_COUNTS, seconds)
+        rows = [[r.model, r.graph, r.rows, f"{r.calls_per_s:,.0f}", r.us_per_call] for r in found]
+        return table("model | graph | rows | calls/s | µs per call", rows)
+    if what == "threads":
+        rates = [(r, t) for t in (1, 2) for r in call_rates(models, ROW_COUNTS, seconds, t)]
+        rows = sorted([r.model, t, r.rows, r.us_per_call] for r, t in rates if "served" in r.graph)
+        return table("model | threads | rows | µs per call", rows)
+    timed = stages(models, ROW_COUNTS, seconds)
+    return table("model | rows | protocol | stage | µs", [astuple(s) for s in timed])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    print("\n".join(tables(sys.argv[1] if sys.argv[1:] else "stages", build_models(print))))

@@ -50,13 +50,10 @@ class BenchModel:
 
 
 def spec_for(name: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="classification",
-        target="y",
-        features=[{"name": f, "type": "numeric"} for f in FEATURES],
-        classes=CLASSES,
-        retrain={"min_new_labels": None},
+    features = [{"name": f, "type": "numeric"} for f in FEATURES]
+    spec = {"name": name, "task": "classification", "target": "y", "features": features}
+    return ModelSpec.model_validate(
+        spec | {"classes": CLASSES, "retrain": {"min_new_labels": None}}
     )
 
 

@@ -19,8 +19,10 @@ _LINE = re.compile(r":\d+\)$")
 _WAITS = {f"{w} (threading.py)" for w in ("Condition.wait", "Event.wait", "Thread.join")}
 _WAITS.add("Queue.get (queue.py)")
 # Frames every stack passes through, which say nothing of where the time goes.
-_ROOTS = ("Thread._bootstrap", "Thread.run (threading", "Runner.run (asyncio", "run (uvicorn/main")
-_ROOTS += ("Server.run (uvicorn", "asyncio_run (uvicorn", "cmd_api (", "main (cli", "<module> (")
+_ROOTS = (
+    *("Thread._bootstrap", "Thread.run (threading", "Runner.run (asyncio", "run (uvicorn/main"),
+    *("Server.run (uvicorn", "asyncio_run (uvicorn", "cmd_api (", "main (cli", "<module> ("),
+)
 
 
 def summarize(raw: str, load: Load, path: str, top: int = 15) -> Profile:
@@ -41,8 +43,10 @@ def summarize(raw: str, load: Load, path: str, top: int = 15) -> Profile:
         inclusive.update({f: n for f in set(frames) if not f.startswith(_ROOTS)})
     if not total:
         return Profile(load, path, 0, waiting=waiting, error="no samples")
-    shares = [[(f, 100.0 * n / total) for f, n in c.most_common(top)] for c in (own, inclusive)]
-    return Profile(load, path, total, *shares, waiting=waiting)
+    own_top, incl_top = (
+        [(f, 100.0 * n / total) for f, n in c.most_common(top)] for c in (own, inclusive)
+    )
+    return Profile(load, path, total, own_top, incl_top, waiting)
 
 
 def profile_under_load(

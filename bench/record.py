@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from bench.config import Timing
 
+Rule = Literal["min", "max", "cost", "count", "equal"]  # how a Target compares, see there
 # Every server under test, in the order they start: key -> (label, protocols it serves).
 SERVERS = {
     "floor": ("bare ASGI floor", ("v1", "v2")),
@@ -132,7 +134,7 @@ class Feedback:
 class Load:
     """The load behind a target, to profile when it is missed."""
 
-    kind: str  # predict or feedback
+    kind: Literal["predict", "feedback"]
     model: str
     protocol: str = "v1"
     rows: int = 1
@@ -159,7 +161,7 @@ class Target:
     measured: float | None
     reference: float | None
     goal: float
-    rule: str = "min"
+    rule: Rule = "min"
     unit: str = "r/s"
     load: Load | None = None
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.config import BUSY_CORES, CONCURRENCY, RESULTS, ROW_COUNTS, WORK
-from bench.record import SERVERS, Cell, Load, Run, Target, Wrk
+from bench.record import SERVERS, Cell, Load, Rule, Run, Target, Wrk
 
 MLSERVERS = ("mlserver_single", "mlserver_default")
 LOG_ON, LOG_OFF = "loopserve_log_on", "loopserve_log_off"
@@ -43,7 +43,7 @@ def _p99(w: Wrk | None) -> float | None:
 
 # Per model and protocol, loopserve (log on, c16) against a reference:
 # (what, goal, rule, unit); the figures are in `targets` below, in this order.
-PREDICT_TARGETS = [
+PREDICT_TARGETS: list[tuple[str, float, Rule, str]] = [
     ("single-row r/s (c16) vs MLServer best single-process r/s", 3, "min", "r/s"),
     ("single-row r/s (c16) vs floor", 0.5, "min", "r/s"),
     ("single-row p99 (c16) vs MLServer's lowest p99", 0.5, "max", "ms"),
@@ -247,11 +247,9 @@ def render(run: Run) -> str:
         "## In-process floor (no HTTP)",
     )
     out += ["## Where a request's CPU goes (in-process, median µs per call)", ""] if stages else []
-    for (model, n), us in stages.items():
-        rows = [
-            [k, us.get(("v1", k)), us.get(("v2", k))]
-            for k in (*PATH_STAGES, PATH, LOG_STAGE, FLOOR_STAGE)
-        ]
+    for (model, n), timed in stages.items():
+        names = (*PATH_STAGES, PATH, LOG_STAGE, FLOOR_STAGE)
+        rows = [[k, timed.get(("v1", k)), timed.get(("v2", k))] for k in names]
         out += table("stage | v1 µs | V2 µs", rows, f"### {model}, {n} row(s)")
     if sw := run.swap:
         out += table(

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -180,7 +181,7 @@ class Bench:
     def scenarios(self, models: list[BenchModel], payloads: Payloads) -> Labels:
         """Swap under load, then feedback ingest, on one loopserve (log on); a scenario that
         fails is recorded in `errors` and the run goes on. The label batches posted."""
-        m, labels = models[0], []
+        m, labels = models[0], Labels()
         server = self.start("loopserve_log_on", models)
         try:
             self.log("swap under load")
@@ -215,6 +216,7 @@ class Bench:
         try:
             for load in loads[:cap]:
                 assert server is not None
+                drive: Callable[..., object]
                 if load.kind == "feedback":
                     url = f"{server.url}/v1/models/{load.model}/feedback"
                     drive = functools.partial(

@@ -78,7 +78,7 @@ def post_labels(
 
     with ThreadPoolExecutor(clients) as pool:
         done = list(pool.map(send, [batches[i::clients] for i in range(clients)]))
-    ok, sent, failed = (sum(d[k] for d in done) for k in range(3))
+    ok, sent, failed = (sum(d[0] for d in done), sum(d[1] for d in done), sum(d[2] for d in done))
     return ok, sent, failed, [e for d in done for e in d[3]]
 
 

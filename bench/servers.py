@@ -112,9 +112,9 @@ class Server:
 
     def pids(self) -> list[int]:
         children: dict[int, list[int]] = {}
-        for pid in _pids():
-            if fields := _stat(pid)[1]:
-                children.setdefault(int(fields[1]), []).append(int(pid))
+        for p in _pids():
+            if fields := _stat(p)[1]:
+                children.setdefault(int(fields[1]), []).append(int(p))
         out, todo = [], [self.proc.pid]
         while todo:
             out.append(pid := todo.pop())

@@ -10,16 +10,17 @@ import importlib
 import os
 import pkgutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 import bench
 from bench import backtoback, inprocess, load, prepare, profiling, report, run
-from bench.config import CLASSES, Timing
+from bench.config import CLASSES, QUICK, Timing
 from bench.floor_app import Floor
 from bench.models import BenchModel, build_models
-from bench.record import Cell, Feedback, Load, Run, Swap, Target, Wrk
+from bench.record import SERVERS, Cell, Environment, Feedback, Load, Run, Swap, Target, Wrk
 from bench.servers import CpuWatch
 from registry import catalog
 from registry.db import Database
@@ -133,17 +134,19 @@ def test_pyspy_stacks_are_summarised() -> None:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[BenchModel]:
     folder = tmp_path_factory.mktemp("models")
-    return build_models(lambda _: None, folder, train_rows=200, payload_rows=8, trees=3)
+    return build_models(lambda _: None, folder, train_rows=200, payload_rows=1000, trees=3)
 
 
 def test_inprocess_timings_run_loopserves_own_stages(tiny_models: list[BenchModel]) -> None:
-    rates = inprocess.call_rates(tiny_models, (1, 4), seconds=0.01)
+    rates = inprocess.call_rates(tiny_models, (1, 4), seconds=0.005)
     assert len(rates) == 2 * 2 * 2 and all(r.calls_per_s > 0 for r in rates)
-    stages = inprocess.stages(tiny_models, (1, 4), seconds=0.01)
+    stages = inprocess.stages(tiny_models, (1, 4), seconds=0.005)
     found = {(s.model, s.rows, s.protocol, s.stage) for s in stages}
     for stage in (*report.PATH_STAGES, report.LOG_STAGE, report.FLOOR_STAGE):
         assert ("bench_rf", 4, "v2", stage) in found
     assert all(s.us > 0 for s in stages)
+    lines = inprocess.tables("threads", tiny_models[:1], seconds=0.005)
+    assert lines[0] == "| model | threads | rows | µs per call |" and len(lines) == 2 + 2 * 2 + 1
 
 
 def test_floor_app_answers_both_protocols(tiny_models: list[BenchModel]) -> None:
@@ -195,3 +198,93 @@ def test_cpu_watch_and_git_state() -> None:
     assert watch.other_cores() >= 0
     head, dirty = run.git_state()
     assert head and isinstance(dirty, list)
+
+
+class FakeServer:
+    """Stands for a started server: the run's steps only read its url, pids and logs."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.url = name, f"http://{name}"
+        self.proc = SimpleNamespace(pid=os.getpid())
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    def rss_mib(self) -> tuple[float, int]:
+        return 100.0, 1
+
+    def log_errors(self) -> tuple[int, list[str]]:
+        return 0, []
+
+    def stop(self) -> None:
+        pass
+
+
+def fake_wrk(url: str, payload: load.Payload, *, connections: int, seconds: float) -> Wrk:
+    """loopserve twice the floor and ten times MLServer, its log costing 20 % on 1000 rows."""
+    rows = int(payload.body_path.stem.rsplit("-", 1)[1])
+    rps = {"floor": 5000, "mlserver": 1000, "log-True": 10000, "log-False": 10000}
+    base = next(v for k, v in rps.items() if k in url) / rows**0.5
+    if "log-True" in url and rows > 1:
+        base *= 0.8
+    return Wrk(int(base * 8), 8.0, 0, 0, 1.0, 2.0, 3.0 if "mlserver" not in url else 30.0, 9.0)
+
+
+def fake_probe(url: str, payload: load.Payload) -> tuple[int, str]:
+    """MLServer has no 1000-row bench_rf: those cells are n/a."""
+    missing = "mlserver" in url and "bench_rf" in url and "1000" in payload.body_path.name
+    return (404, "no route") if missing else (200, "{}")
+
+
+def test_the_run_goes_through_every_step_with_fake_servers_and_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_models: list[BenchModel]
+) -> None:
+    """bench.run's orchestration without servers, wrk, py-spy or a database: every step runs,
+    fills the record and writes the report. Each fake replaces the name of bench.run it is
+    keyed by."""
+    wrk = Wrk(8000, 8.0, 0, 0, 1.0, 2.0, 3.0, 9.0)
+    fakes = {
+        "WORK": tmp_path,
+        "LOGS": tmp_path / "logs",
+        "RESULTS": tmp_path / "RESULTS.md",
+        "prepare": SimpleNamespace(ensure_wrk=print, ensure_mlserver=print, ensure_pyspy=print),
+        "build_models": lambda log: tiny_models,
+        "environment": lambda: Environment(2, "cpu", 1.0, "Linux", "3", "wrk", "15", {}, {}),
+        "write_payload": lambda name, body: load.Payload(tmp_path / name, tmp_path / name),
+        "call_rates": lambda models, rows: [],  # timed in the test above
+        "stages": lambda models, rows: [],
+        "start_floor": lambda models: FakeServer("floor"),
+        "start_loopserve": lambda prediction_log: FakeServer(f"log-{prediction_log}"),
+        "start_mlserver": lambda models, parallel_workers: FakeServer("mlserver"),
+        "probe": fake_probe,
+        "run_wrk": fake_wrk,
+        "CpuWatch": lambda pids: SimpleNamespace(other_cores=lambda: 0.0),
+        "status_counts": lambda server: {},
+        "wait_log_drained": lambda server: 0.0,
+        "swap_under_load": lambda server, model, payload, timing: Swap(model, wrk, wrk, [], 0),
+        "feedback_ingest": lambda server, m, timing: (
+            Feedback(m.name, 10, 0.1, 10, 1, 1, 10, 0, 0.001, 10),
+            [],
+        ),
+        "profile_under_load": lambda pid, load, drive, seconds, out: (
+            drive(seconds=seconds),
+            profiling.summarize("f (a.py:1) 1", load, str(out)),
+        )[1],
+    }
+    for name, fake in fakes.items():
+        monkeypatch.setattr(run, name, fake)
+    monkeypatch.setattr(run.Bench, "database", lambda self, action: None)  # python -m bench.prepare
+    monkeypatch.setattr(run.signal, "signal", lambda *args: None)
+    assert run.main(["--quick"]) == 0
+    done = Run.load(tmp_path / "results.json")
+    assert len(done.cells) == 2 * 2 * 2 * (3 * 2 + 2 * 1)  # models, rows, conc, server-protocols
+    assert sum(c.wrk is None for c in done.cells) == 2 * 2  # the rf 1000-row MLServer probes
+    assert [m.server for m in done.memory] == list(SERVERS)
+    found = report.targets(done)
+    assert len(found) == 32
+    missed = {t.load for t in found if t.passed is False}
+    assert missed == {Load("predict", m, p, 1000) for m in done.models for p in ("v1", "v2")}
+    assert done.profiles is not None and len(done.profiles) == QUICK.max_profiles
+    assert "more missed load(s) not profiled" in " ".join(done.notes)
+    assert "**MISS**" in (tmp_path / "RESULTS.quick.md").read_text()
+    assert not (tmp_path / "RESULTS.md").exists()  # only a full run replaces it
