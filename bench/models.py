@@ -106,17 +106,8 @@ def build_models(
         if not (cached and all(p.exists() for p in paths.values())):
             log(f"training {name}")
             _train(name, template, X_train, y_train, paths)
-        out.append(
-            BenchModel(
-                name=name,
-                description=description,
-                onnx=paths[".onnx"].read_bytes(),
-                onnx_v2=paths[".v2.onnx"].read_bytes(),
-                joblib_path=paths[".joblib"],
-                X=X_pay,
-                y=y_pay,
-            )
-        )
+        onnx, onnx_v2 = paths[".onnx"].read_bytes(), paths[".v2.onnx"].read_bytes()
+        out.append(BenchModel(name, description, onnx, onnx_v2, paths[".joblib"], X_pay, y_pay))
     manifest.write_text(json.dumps({"key": key}))
     return out
 

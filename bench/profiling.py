@@ -50,19 +50,28 @@ def summarize(raw: str, load: Load, path: str, top: int = 15) -> Profile:
 
 
 def profile_under_load(
-    pid: int, load: Load, drive: Callable[[float], object], seconds: float, out: Path
+    pid: int,
+    load: Load,
+    drive: Callable[..., object],
+    seconds: float,
+    out: Path,
+    lead: float = 1.5,
+    pyspy: Path = LOOPSERVE_VENV / "bin" / "py-spy",
 ) -> Profile:
-    """Run `drive` (seconds + margins) in a thread and sample `pid` for `seconds` meanwhile."""
+    """Run `drive(seconds=...)` in a thread, the load for `seconds` plus margins, and sample
+    `pid` for `seconds` once the load has run for `lead` seconds."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    worker = threading.Thread(target=drive, args=(seconds + 3.0,), daemon=True)
+    worker = threading.Thread(target=drive, kwargs={"seconds": seconds + 3.0}, daemon=True)
     worker.start()
-    time.sleep(1.5)
-    cmd = [str(LOOPSERVE_VENV / "bin" / "py-spy"), "record", "--pid", str(pid), "--duration"]
-    cmd += [str(round(seconds)), "--rate", "100", "--format", "raw", "--output", str(out)]
-    proc = subprocess.run(
-        [*cmd, "--nonblocking"], capture_output=True, text=True, timeout=seconds + 60
-    )
+    time.sleep(lead)
+    cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(round(seconds))]
+    cmd += ["--rate", "100", "--format", "raw", "--output", str(out), "--nonblocking"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        error = "" if proc.returncode == 0 and out.exists() else proc.stderr or proc.stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = repr(exc)
     worker.join(seconds + 90)
-    if proc.returncode != 0 or not out.exists():
-        return Profile(load, str(out), 0, error=(proc.stderr or proc.stdout)[-400:])
+    if error:
+        return Profile(load, str(out), 0, error=error[-400:])
     return summarize(out.read_text(), load, str(out))

@@ -136,8 +136,8 @@ class Load:
 
     kind: Literal["predict", "feedback"]
     model: str
-    protocol: str = "v1"
-    rows: int = 1
+    protocol: str = ""
+    rows: int = 0
 
 
 @dataclass(frozen=True)

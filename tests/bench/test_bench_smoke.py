@@ -131,6 +131,26 @@ def test_pyspy_stacks_are_summarised() -> None:
     assert all(not f.startswith("Thread._bootstrap") for f, _ in p.inclusive)
 
 
+def test_a_profile_drives_its_load_meanwhile(tmp_path: Path) -> None:
+    driven: list[float] = []
+
+    def drive(seconds: float) -> None:
+        driven.append(seconds)
+
+    load = Load("predict", "m", "v1", 1)
+    fake_pyspy = tmp_path / "py-spy"  # writes one sample where py-spy writes its stacks
+    fake_pyspy.write_text(
+        '#!/bin/sh\nwhile [ "$1" != --output ]; do shift; done\necho "f (a.py:3) 4" > "$2"\n'
+    )
+    fake_pyspy.chmod(0o755)
+    out = tmp_path / "profile.txt"
+    found = profiling.profile_under_load(1, load, drive, 0.1, out, 0, fake_pyspy)
+    assert driven == [3.1] and found.samples == 4 and found.own == [("f (a.py)", 100.0)]
+    absent = tmp_path / "absent"
+    missing = profiling.profile_under_load(1, load, drive, 0.1, out, 0, absent)
+    assert missing.samples == 0 and "FileNotFoundError" in missing.error
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[BenchModel]:
     folder = tmp_path_factory.mktemp("models")
