@@ -43,6 +43,12 @@ class Wrk:
     def rps(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
+    def __str__(self) -> str:
+        return (
+            f"{self.rps:.0f} r/s p50 {self.p50_ms:.2f} ms p99 {self.p99_ms:.2f} ms "
+            f"non-2xx {self.non_2xx} sock {self.socket_errors}"
+        )
+
 
 @dataclass(frozen=True)
 class Cell:

@@ -160,16 +160,7 @@ class Bench:
                     body = payloads[m.name, proto, rows]
                     c = self.cell(running[key], key, proto, m.name, rows, conc, body)
                     self.run.cells.append(c)
-                    w = c.wrk
-                    self.log(
-                        f"{key} {proto} {m.name} rows={rows} c={conc}: "
-                        + (
-                            f"{w.rps:.0f} r/s p50 {w.p50_ms:.2f} ms p99 {w.p99_ms:.2f} ms "
-                            f"non-2xx {w.non_2xx} sock {w.socket_errors}"
-                            if w
-                            else "n/a"
-                        )
-                    )
+                    self.log(f"{key} {proto} {m.name} rows={rows} c={conc}: {c.wrk or 'n/a'}")
                     if key == "loopserve_log_on" and (waited := wait_log_drained(running[key])) > 1:
                         self.log(f"  prediction log drained in {waited:.1f}s")
         finally:
