@@ -23,7 +23,7 @@ PATH_STAGES = (  # a request's own work; the log thread's serialisation runs bes
 )
 LOG_STAGE = "log: serialise (log thread)"
 FLOOR_STAGE = "floor app, whole request (same body)"
-PATH = "**request path**"  # the sum of PATH_STAGES
+PATH = "request path"  # the sum of PATH_STAGES
 MISS_STAGES = (*PATH_STAGES[:2], PATH, LOG_STAGE, FLOOR_STAGE)  # shown for a missed target
 MISS_RPS = ("loopserve_log_on", "loopserve_log_off", "floor")
 
@@ -155,9 +155,12 @@ def _note(c: Cell) -> str:
     return "; ".join(notes)
 
 
-def _stages(run: Run) -> dict[tuple[str, int], dict[tuple[str, str], float]]:
-    """{(model, rows): {(protocol, stage): µs}}, with the request path's sum per protocol."""
-    out: dict[tuple[str, int], dict[tuple[str, str], float]] = {}
+Stages = dict[tuple[str, int], dict[tuple[str, str], float]]  # (model, rows): (protocol, stage): µs
+
+
+def _stages(run: Run) -> Stages:
+    """The stages' µs by model and rows, with the request path's sum per protocol."""
+    out: Stages = {}
     for s in run.stages:
         out.setdefault((s.model, s.rows), {})[s.protocol, s.stage] = s.us
     for found in out.values():
@@ -167,8 +170,11 @@ def _stages(run: Run) -> dict[tuple[str, int], dict[tuple[str, str], float]]:
     return out
 
 
-def render(run: Run) -> str:
-    found, stages, t = targets(run), _stages(run), run.timing
+def _percent(share: float | None) -> str | None:
+    return None if share is None else f"{100 * share:.1f} %"
+
+
+def _head(run: Run) -> list[str]:
     out = [
         "# loopserve benchmark results",
         "",
@@ -190,8 +196,12 @@ def render(run: Run) -> str:
             *[f"- `{name}`: {description}." for name, description in run.models.items()],
             "",
         ]
+    return out
+
+
+def _targets(run: Run, found: list[Target], stages: Stages) -> list[str]:
     counts = [sum(x.passed is v for x in found) for v in (True, False, None)]
-    out += ["## Targets", "", "{} PASS, {} MISS, {} n/a.".format(*counts), ""]
+    out = ["## Targets", "", "{} PASS, {} MISS, {} n/a.".format(*counts), ""]
     out += table("target | measured | reference | ratio | goal | verdict", map(_target, found))
     missed = []
     for x in found:
@@ -200,48 +210,47 @@ def render(run: Run) -> str:
             us = [stages.get((m, n), {}).get((p, k)) for k in MISS_STAGES]
             missed.append([x.name, *us, *(num(_rps(run.wrk(k, p, m, n, 16))) for k in MISS_RPS)])
     if missed:
-        header = " | ".join(
-            ["target", *(f"{k} µs" for k in MISS_STAGES), *map("r/s {}".format, MISS_RPS)]
+        columns = ["target", *(f"{k} µs" for k in MISS_STAGES), *(f"r/s {k}" for k in MISS_RPS)]
+        out += table(
+            " | ".join(columns), missed, "## Missed targets: stage costs and r/s of their load"
         )
-        out += table(header, missed, "## Missed targets: stage costs and r/s of their load")
-    out += ["## Throughput and latency", ""]
+    return out
+
+
+def _matrix(run: Run) -> list[str]:
+    t = run.timing
+    out = ["## Throughput and latency", ""]
     out += [f"wrk: {t.duration:g} s per cell after a {t.warmup:g} s warm-up.", ""]
     if disturbed := sum(c.other_cores > BUSY_CORES for c in run.cells):
         out += [f"**{disturbed} cell(s) measured while other processes used the CPU.**", ""]
+    columns = "server | protocol | conc | r/s | rows/s | p50 ms | p99 ms | max ms | non-2xx"
     for model, n in itertools.product(run.models, ROW_COUNTS):
-        cells = [
-            [SERVERS[c.server][0], c.protocol, c.conc, *_wrk(c.wrk, n), _note(c)]
-            for c in run.cells
-            if (c.model, c.rows) == (model, n)
+        cells = [c for c in run.cells if (c.model, c.rows) == (model, n)]
+        rows = [
+            [SERVERS[c.server][0], c.protocol, c.conc, *_wrk(c.wrk, n), _note(c)] for c in cells
         ]
-        out += table(
-            "server | protocol | conc | r/s | rows/s | p50 ms | p99 ms | max ms | non-2xx | "
-            "socket err | note",
-            cells,
-            f"### {model}, {n} row(s) per request",
-        )
+        out += table(columns + " | socket err | note", rows, f"### {model}, {n} row(s) per request")
     log_cost = []
     for model, p, n, c in itertools.product(run.models, ("v1", "v2"), ROW_COUNTS, CONCURRENCY):
         on, off = (run.wrk(s, p, model, n, c) for s in (LOG_ON, LOG_OFF))
-        cost = Target("", _rps(on), _rps(off), 0, "cost").ratio
+        cost = _percent(Target("", _rps(on), _rps(off), 0, "cost").ratio)
         p99s = [ms(_p99(on)), ms(_p99(off))]
-        log_cost.append(
-            [model, p, n, c, num(_rps(on)), num(_rps(off)), cost and f"{100 * cost:.1f} %", *p99s]
-        )
+        log_cost.append([model, p, n, c, num(_rps(on)), num(_rps(off)), cost, *p99s])
     out += table(
         "model | protocol | rows | conc | r/s log on | r/s log off | cost | p99 on | p99 off",
         log_cost,
         "## Prediction log on vs off (loopserve)",
     )
-    out += table(
-        "server | RSS idle MiB | RSS after load MiB | processes",
-        (
-            [SERVERS[m.server][0], num(m.idle_mib), num(m.after_mib), m.processes]
-            for m in run.memory
-        ),
-        "## Memory",
+    memory = [
+        [SERVERS[m.server][0], num(m.idle_mib), num(m.after_mib), m.processes] for m in run.memory
+    ]
+    return out + table(
+        "server | RSS idle MiB | RSS after load MiB | processes", memory, "## Memory"
     )
-    out += table(
+
+
+def _inprocess(run: Run, stages: Stages) -> list[str]:
+    out = table(
         "model | graph | rows | calls/s | µs per call",
         ([x.model, x.graph, x.rows, num(x.calls_per_s), x.us_per_call] for x in run.inprocess),
         "## In-process floor (no HTTP)",
@@ -251,6 +260,11 @@ def render(run: Run) -> str:
         names = (*PATH_STAGES, PATH, LOG_STAGE, FLOOR_STAGE)
         rows = [[k, timed.get(("v1", k)), timed.get(("v2", k))] for k in names]
         out += table("stage | v1 µs | V2 µs", rows, f"### {model}, {n} row(s)")
+    return out
+
+
+def _scenarios(run: Run) -> list[str]:
+    out = []
     if sw := run.swap:
         out += table(
             "phase | r/s | rows/s | p50 ms | p99 ms | max ms | non-2xx | socket err",
@@ -258,21 +272,28 @@ def render(run: Run) -> str:
             f"## Swap under load ({sw.model}, v1 single-row predicts, c16)",
         )
         out += [f"Failed requests: {sw.failed}, {sw.side_failures} of them the side client's.", ""]
-        out += table(
-            "to version | promote HTTP | promote ms | served after ms | served version",
-            ([p.to_version, p.status, num(p.promote_ms), num(p.served_after_ms), p.served_version]
-             for p in sw.promotions),
-        )  # fmt: skip
+        promotions = [
+            [p.to_version, p.status, num(p.promote_ms), num(p.served_after_ms), p.served_version]
+            for p in sw.promotions
+        ]
+        columns = "to version | promote HTTP | promote ms | served after ms | served version"
+        out += table(columns, promotions)
     if f := run.feedback:
+        t = run.timing
         figures = {**asdict(f), "labels_per_s": f.labels_per_s, "batch": t.feedback_batch}
         figures |= {"clients": t.feedback_clients, "errors": "; ".join(f.errors) or "none"}
         out += table("figure | value", figures.items(), "## Feedback ingest")
     if run.errors:
         out += table("step | why it has no result", run.errors.items(), "## Steps that failed")
-    if run.profiles is not None:
-        out += ["## Profiles of missed targets", ""]
-        out += [] if run.profiles else ["No target missed: no profile taken.", ""]
-    for pr in run.profiles or []:
+    return out
+
+
+def _profiles(run: Run) -> list[str]:
+    if run.profiles is None:
+        return []
+    out = ["## Profiles of missed targets", ""]
+    out += [] if run.profiles else ["No target missed: no profile taken.", ""]
+    for pr in run.profiles:
         out += [f"### {load_label(pr.load)}", ""]
         if pr.error:
             out += [f"py-spy failed: `{pr.error}`", ""]
@@ -280,6 +301,13 @@ def render(run: Run) -> str:
         out += [f"{pr.samples} busy samples, {pr.waiting} waiting left out.", ""]
         out += table("own % | frame", [[share, f"`{f}`"] for f, share in pr.own])
         out += table("incl % | frame", [[share, f"`{f}`"] for f, share in pr.inclusive])
+    return out
+
+
+def render(run: Run) -> str:
+    found, stages = targets(run), _stages(run)
+    out = [*_head(run), *_targets(run, found, stages), *_matrix(run), *_inprocess(run, stages)]
+    out += [*_scenarios(run), *_profiles(run)]
     if run.notes:
         out += ["## Notes", "", *[f"- {n}" for n in run.notes], ""]
     return "\n".join(out)
