@@ -42,7 +42,16 @@ class Timing:
     max_profiles: int = 5
 
 
-QUICK = Timing(0.5, 2.0, 6.0, 4, 3.0, 4000, 500, 4, 15.0, 2)
+QUICK = Timing(
+    warmup=0.5,
+    duration=2.0,
+    swap_seconds=6.0,
+    swaps=4,
+    profile_seconds=3.0,
+    feedback_rows=4000,
+    feedback_seconds=15.0,
+    max_profiles=2,
+)
 
 
 def path(protocol: str, model: str) -> str:
