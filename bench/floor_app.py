@@ -5,9 +5,9 @@ the features in the graph's order), numpy shapes the matrix, one onnxruntime ses
 intra-op thread runs the very graph loopserve serves, orjson writes the answer: no framework,
 validation, ids or log. It imports nothing heavier, so that its memory is the floor's too.
 
-Run: BENCH_FLOOR_MODELS=dir uvicorn --factory bench.floor_app:from_env --loop uvloop --http
-httptools (dir holds NAME.onnx and NAME.classes.json; routes POST /v2/models/NAME/infer,
-POST /v1/models/NAME/predict, GET /v2/models/NAME/ready).
+Run: BENCH_FLOOR_MODELS=dir uvicorn bench.floor_app:from_env --factory --interface asgi3
+--loop uvloop --http httptools (dir holds NAME.onnx and NAME.classes.json; routes POST
+/v2/models/NAME/infer, POST /v1/models/NAME/predict, GET /v2/models/NAME/ready).
 """
 
 from __future__ import annotations

@@ -183,11 +183,13 @@ class Server:
                     os.kill(pid, signal.SIGKILL)
 
 
-def _spawn(name: str, cmd: list[str], cwd: Path, port: int, **env: str) -> Server:
+def _spawn(
+    name: str, cmd: list[str], cwd: Path, port: int, env: dict[str, str], logs: Path = LOGS
+) -> Server:
     """Start a server with the harness's environment minus any LOOPSERVE_*/MLSERVER_*."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPSERVE_", "MLSERVER_"))}
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / f"{name}-{port}.log"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-{port}.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -207,17 +209,10 @@ def start_loopserve(*, prediction_log: bool, name: str = "", **env: str) -> Serv
     cmd = [str(LOOPSERVE_VENV / "bin" / "loopserve"), "api", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", "1"]
     name = name or f"loopserve-log-{'on' if prediction_log else 'off'}"
-    server = _spawn(
-        name,
-        cmd,
-        ROOT,
-        port,
-        LOOPSERVE_DATABASE_URL=DB_URL,
-        LOOPSERVE_ADMIN_TOKEN=ADMIN_TOKEN,
-        LOOPSERVE_HOME=str(home),
-        LOOPSERVE_PREDICTION_LOG=str(prediction_log).lower(),
-        **env,
-    )
+    log = "true" if prediction_log else "false"
+    settings = {"LOOPSERVE_DATABASE_URL": DB_URL, "LOOPSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
+    settings |= {"LOOPSERVE_HOME": str(home), "LOOPSERVE_PREDICTION_LOG": log}
+    server = _spawn(name, cmd, ROOT, port, settings | env)
     return server.wait_ready(["/readyz"])
 
 
@@ -244,27 +239,22 @@ def start_mlserver(models: list[BenchModel], *, parallel_workers: int | None) ->
         server["parallel_workers"] = parallel_workers
     (folder / "settings.json").write_text(json.dumps(server))
     cmd = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(folder)]
-    started = _spawn(f"mlserver-{label}", cmd, folder, http)
+    started = _spawn(f"mlserver-{label}", cmd, folder, http, {})
     return started.wait_ready([f"/v2/models/{m.name}/ready" for m in models])
 
 
-def floor_models(models: list[BenchModel]) -> Path:
-    """The folder of NAME.onnx and NAME.classes.json files the floor app serves."""
-    folder = WORK / "floor-models"
+def start_floor(models: list[BenchModel], work: Path = WORK) -> Server:
+    """The bare ASGI floor app under uvicorn (httptools + uvloop) in loopserve's venv, serving
+    a folder of NAME.onnx and NAME.classes.json files."""
+    folder, port = work / "floor-models", free_port()
     folder.mkdir(parents=True, exist_ok=True)
     for m in models:
         (folder / f"{m.name}.onnx").write_bytes(m.onnx)
         (folder / f"{m.name}.classes.json").write_text(json.dumps(CLASSES))
-    return folder
-
-
-def start_floor(models: list[BenchModel]) -> Server:
-    """The bare ASGI floor app under uvicorn (httptools + uvloop) in loopserve's venv."""
-    folder, port = floor_models(models), free_port()
-    cmd = [str(LOOPSERVE_VENV / "bin" / "python"), "-m", "uvicorn", "--factory"]
-    cmd += ["bench.floor_app:from_env", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [str(LOOPSERVE_VENV / "bin" / "python"), "-m", "uvicorn", "bench.floor_app:from_env"]
+    cmd += ["--factory", "--interface", "asgi3", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    server = _spawn("floor", cmd, ROOT, port, BENCH_FLOOR_MODELS=str(folder))
+    server = _spawn("floor", cmd, ROOT, port, {"BENCH_FLOOR_MODELS": str(folder)}, work / "logs")
     return server.wait_ready([f"/v2/models/{m.name}/ready" for m in models])
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 import bench
-from bench import backtoback, inprocess, load, prepare, profiling, report, run
-from bench.config import CLASSES, QUICK, Timing
+from bench import backtoback, inprocess, load, prepare, profiling, report, run, servers
+from bench.config import CLASSES, QUICK, Timing, path
 from bench.floor_app import Floor
 from bench.models import BenchModel, build_models
 from bench.record import SERVERS, Cell, Environment, Feedback, Load, Run, Swap, Target, Wrk
@@ -201,6 +201,19 @@ def test_the_bench_database_gets_both_versions(
     finally:
         db.dispose()
     assert prepare.labelled_rows("bench_lr", postgres_url) == 0
+
+
+def test_the_floor_serves_under_uvicorn(tmp_path: Path, tiny_models: list[BenchModel]) -> None:
+    """The floor as bench.run starts it: its own process tree, stopped with nothing logged."""
+    m = tiny_models[0]
+    server = servers.start_floor([m], work=tmp_path)
+    try:
+        answer = httpx.post(server.url + path("v2", m.name), content=load.v2_body(m.X[:2]))
+        assert answer.json()["outputs"][0]["shape"] == [2]
+        assert server.rss_mib()[0] > 0
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None and server.log_errors() == (0, [])
 
 
 def test_back_to_back_tables(tiny_models: list[BenchModel]) -> None:
