@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-WORK = BENCH / "work"  # everything generated; git-ignored
-MLSERVER_VENV = BENCH / ".venv-mlserver"
+WORK = ROOT / "bench" / "work"  # everything generated; git-ignored
+MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 LOOPSERVE_VENV = ROOT / ".venv"
-RESULTS = BENCH / "RESULTS.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"
 
 MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22", "httptools"]
-
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "loopserve_bench"
 DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -23,14 +21,14 @@ N_FEATURES = 30
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 CLASSES = ["0", "1"]
 SEED = 20261128
-BATCH_ROWS = 1000
+ROW_COUNTS = (1, 1000)  # rows per request
+CONCURRENCY = (1, 16)
 BUSY_CORES = 0.25  # other processes' average CPU above which a cell is measured again
-V1_FLOOR = "whole request, v1 body"  # the floor app's stage on the v1 body; "whole request": V2
 
 
 @dataclass(frozen=True)
 class Timing:
-    """How long each load cell runs; `--quick` shrinks it for a smoke run."""
+    """How long each load step runs; `--quick` shrinks it for a smoke run."""
 
     warmup: float = 2.0
     duration: float = 8.0
@@ -40,18 +38,22 @@ class Timing:
     feedback_rows: int = 20_000
     feedback_batch: int = 500
     feedback_clients: int = 4
-    feedback_seconds: float = 45.0  # the label posting stops sending new batches after this
+    feedback_seconds: float = 45.0  # no new label batch is sent after this
     max_profiles: int = 5
 
-    @classmethod
-    def quick(cls) -> Timing:
-        return cls(
-            warmup=0.5,
-            duration=2.0,
-            swap_seconds=6.0,
-            swaps=4,
-            profile_seconds=3.0,
-            feedback_rows=4000,
-            feedback_seconds=15.0,
-            max_profiles=2,
-        )
+
+QUICK = Timing(
+    warmup=0.5,
+    duration=2.0,
+    swap_seconds=6.0,
+    swaps=4,
+    profile_seconds=3.0,
+    feedback_rows=4000,
+    feedback_seconds=15.0,
+    max_profiles=2,
+)
+
+
+def path(protocol: str, model: str) -> str:
+    """The predict route of a protocol: loopserve's v1, or the V2 (Open Inference) one."""
+    return f"/v1/models/{model}/predict" if protocol == "v1" else f"/v2/models/{model}/infer"

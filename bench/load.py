@@ -1,24 +1,23 @@
-"""Request bodies, wrk Lua scripts and wrk runs.
+"""Request bodies, wrk runs and their parsing.
 
-Each payload is written to a file once; its Lua script sets the method, header and body
-globally (no per-request Lua, so wrk stays cheap) and prints the summary as one JSON line from
-`done`, which is parsed instead of wrk's human-readable text.
+Each body is written to a file once with a Lua script that sets method, header and body once (no
+per-request Lua, so wrk stays cheap) and prints its summary as one JSON line from `done`.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from bench.config import FEATURES, WORK
+from bench.record import Wrk
 
 PAYLOADS = WORK / "payloads"
-
 LUA = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -46,12 +45,8 @@ def v1_body(X: np.ndarray) -> bytes:
 
 def v2_body(X: np.ndarray) -> bytes:
     """Open Inference Protocol V2: one FP32 tensor [N, 30], row-major flat data."""
-    tensor = {
-        "name": "input",
-        "datatype": "FP32",
-        "shape": list(X.shape),
-        "data": [float(v) for v in X.ravel()],
-    }
+    data = [float(v) for v in X.ravel()]
+    tensor = {"name": "input", "datatype": "FP32", "shape": list(X.shape), "data": data}
     return json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode()
 
 
@@ -76,73 +71,34 @@ def write_payload(name: str, body: bytes) -> Payload:
     return Payload(body_path, script)
 
 
-@dataclass
-class WrkResult:
-    """One wrk run; rps counts only 2xx responses."""
-
-    requests: int
-    seconds: float
-    non_2xx: int
-    socket_errors: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-
-    @property
-    def ok(self) -> int:
-        return self.requests - self.non_2xx
-
-    @property
-    def rps(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {**asdict(self), "rps": self.rps}
-
-
-def run_wrk(
-    url: str, payload: Payload, *, connections: int, seconds: float, threads: int = 1
-) -> WrkResult:
-    """Run wrk once against one URL and parse the JSON line of its `done` hook."""
-    cmd = [
-        "wrk",
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "10s",
-        "--latency",
-        "-s",
-        str(payload.script),
-        url,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+def parse_wrk(stdout: str) -> Wrk:
+    """The summary line our Lua `done` hook prints."""
+    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk gave no summary (rc {proc.returncode}): {proc.stderr[-500:]}")
+        raise RuntimeError("wrk gave no summary")
     d = json.loads(line.removeprefix("BENCH_JSON "))
-    return WrkResult(
-        requests=d["requests"],
-        seconds=d["duration_us"] / 1e6,
-        non_2xx=d["status"],
-        socket_errors=d["connect"] + d["read"] + d["write"] + d["timeout"],
-        p50_ms=d["p50_us"] / 1000,
-        p90_ms=d["p90_us"] / 1000,
-        p99_ms=d["p99_us"] / 1000,
-        max_ms=d["max_us"] / 1000,
-    )
+    socket_errors = d["connect"] + d["read"] + d["write"] + d["timeout"]
+    latency = [d[k] / 1000 for k in ("p50_us", "p90_us", "p99_us", "max_us")]
+    return Wrk(d["requests"], d["duration_us"] / 1e6, d["status"], socket_errors, *latency)
 
 
-def probe(url: str, payload: Payload, timeout: float = 30.0) -> tuple[int, str]:
-    """One request before a cell: its status and the start of the body (to explain n/a)."""
+def run_wrk(url: str, payload: Payload, *, connections: int, seconds: float) -> Wrk:
+    """One wrk thread, `connections` connections, for `seconds` (whole seconds, at least 1)."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    cmd += ["--latency", "-s", str(payload.script), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     try:
-        r = httpx.post(
-            url,
-            content=payload.body,
-            headers={"content-type": "application/json"},
-            timeout=timeout,
-        )
+        return parse_wrk(proc.stdout)
+    except RuntimeError:
+        why = f"wrk gave no summary (rc {proc.returncode}): {proc.stderr[-500:]}"
+        raise RuntimeError(why) from None
+
+
+def probe(url: str, payload: Payload) -> tuple[int, str]:
+    """One request before a cell: its status and the start of the answer (to explain n/a)."""
+    headers = {"content-type": "application/json"}
+    try:
+        r = httpx.post(url, content=payload.body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         return 0, f"{type(exc).__name__}: {exc}"
     return r.status_code, r.text[:300]

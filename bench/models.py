@@ -1,9 +1,8 @@
-"""The two bench models, trained once on synthetic data with a fixed seed and cached.
+"""The two bench models, trained on synthetic data with a fixed seed and cached.
 
-Both pipelines start with a ColumnTransformer over positional columns, so the very same
-pipeline definition takes loopserve's per-feature frame (exported to ONNX with one input per
-feature) and MLServer's [N, 30] ndarray (pickled with joblib). The loopserve copy is fitted on a
-DataFrame named f0..f29, the MLServer copy on the same ndarray; they are checked identical.
+Both pipelines start with a ColumnTransformer over positional columns, so one definition takes
+loopserve's frame named f0..f29 (exported to ONNX, one input per feature) and MLServer's
+[N, 30] ndarray (pickled with joblib); the two fits are checked identical.
 """
 
 from __future__ import annotations
@@ -51,52 +50,45 @@ class BenchModel:
 
 
 def spec_for(name: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="classification",
-        target="y",
-        features=[{"name": f, "type": "numeric"} for f in FEATURES],
-        classes=CLASSES,
-        retrain={"min_new_labels": None},
+    features = [{"name": f, "type": "numeric"} for f in FEATURES]
+    spec = {"name": name, "task": "classification", "target": "y", "features": features}
+    return ModelSpec.model_validate(
+        spec | {"classes": CLASSES, "retrain": {"min_new_labels": None}}
     )
 
 
-def _pipelines(seed: int) -> dict[str, tuple[str, Pipeline]]:
+def _pipelines(trees: int) -> dict[str, tuple[str, Pipeline]]:
     cols = list(range(N_FEATURES))
+    scaled = ColumnTransformer([("num", StandardScaler(), cols)])
+    lr = LogisticRegression(max_iter=1000, random_state=SEED)
+    forest = RandomForestClassifier(n_estimators=trees, random_state=SEED, n_jobs=1)
+    passthrough = ColumnTransformer([("num", "passthrough", cols)])
     return {
         "bench_lr": (
-            "StandardScaler + LogisticRegression (30 features)",
-            Pipeline(
-                [
-                    ("cols", ColumnTransformer([("num", StandardScaler(), cols)])),
-                    ("clf", LogisticRegression(max_iter=1000, random_state=seed)),
-                ]
-            ),
+            f"StandardScaler + LogisticRegression ({N_FEATURES} features)",
+            Pipeline([("cols", scaled), ("clf", lr)]),
         ),
         "bench_rf": (
-            "RandomForestClassifier, 100 trees (30 features)",
-            Pipeline(
-                [
-                    ("cols", ColumnTransformer([("num", "passthrough", cols)])),
-                    ("clf", RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)),
-                ]
-            ),
+            f"RandomForestClassifier, {trees} trees ({N_FEATURES} features)",
+            Pipeline([("cols", passthrough), ("clf", forest)]),
         ),
     }
 
 
-def _cache_key() -> str:
-    source = Path(__file__).read_bytes()
-    return hashlib.sha256(source + sklearn.__version__.encode()).hexdigest()[:16]
-
-
-def build_models(log: Callable[[str], None] = print) -> list[BenchModel]:
+def build_models(
+    log: Callable[[str], None] = print,
+    folder: Path = MODELS_DIR,
+    train_rows: int = TRAIN_ROWS,
+    payload_rows: int = PAYLOAD_ROWS,
+    trees: int = 100,
+) -> list[BenchModel]:
     """Train, export and check the models, or load them from the cache of a previous run."""
-    MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    key = _cache_key()
-    manifest = MODELS_DIR / "manifest.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = f"{sklearn.__version__} {train_rows} {payload_rows} {trees}".encode()
+    key = hashlib.sha256(Path(__file__).read_bytes() + sizes).hexdigest()[:16]
+    manifest = folder / "manifest.json"
     X, y = make_classification(
-        n_samples=TRAIN_ROWS + PAYLOAD_ROWS,
+        n_samples=train_rows + payload_rows,
         n_features=N_FEATURES,
         n_informative=12,
         n_redundant=6,
@@ -104,27 +96,18 @@ def build_models(log: Callable[[str], None] = print) -> list[BenchModel]:
     )
     X = np.round(X, 5)
     labels = np.asarray([str(v) for v in y], dtype=object)
-    X_train, y_train = X[:TRAIN_ROWS], labels[:TRAIN_ROWS]
-    X_pay = X[TRAIN_ROWS:].astype(np.float32)
-    y_pay = [str(v) for v in labels[TRAIN_ROWS:]]
+    X_train, y_train = X[:train_rows], labels[:train_rows]
+    X_pay = X[train_rows:].astype(np.float32)
+    y_pay = [str(v) for v in labels[train_rows:]]
     cached = manifest.exists() and json.loads(manifest.read_text()).get("key") == key
     out = []
-    for name, (description, template) in _pipelines(SEED).items():
-        paths = {k: MODELS_DIR / f"{name}{k}" for k in (".onnx", ".v2.onnx", ".joblib")}
+    for name, (description, template) in _pipelines(trees).items():
+        paths = {k: folder / f"{name}{k}" for k in (".onnx", ".v2.onnx", ".joblib")}
         if not (cached and all(p.exists() for p in paths.values())):
             log(f"training {name}")
             _train(name, template, X_train, y_train, paths)
-        out.append(
-            BenchModel(
-                name=name,
-                description=description,
-                onnx=paths[".onnx"].read_bytes(),
-                onnx_v2=paths[".v2.onnx"].read_bytes(),
-                joblib_path=paths[".joblib"],
-                X=X_pay,
-                y=y_pay,
-            )
-        )
+        onnx, onnx_v2 = paths[".onnx"].read_bytes(), paths[".v2.onnx"].read_bytes()
+        out.append(BenchModel(name, description, onnx, onnx_v2, paths[".joblib"], X_pay, y_pay))
     manifest.write_text(json.dumps({"key": key}))
     return out
 
@@ -155,12 +138,9 @@ def _train(
 
 
 def single_input_onnx(model: BenchModel) -> bytes:
-    """The same fitted pipeline as one [N, 30] float input instead of one input per feature.
-
-    Not served by anyone: the in-process floor runs it beside loopserve's graph, to show what
-    the per-feature input contract costs per call.
-    """
-    path = MODELS_DIR / f"{model.name}.single-input.onnx"
+    """The same fitted pipeline with one [N, 30] input instead of one input per feature, for
+    the in-process floor only (what the per-feature inputs cost per call)."""
+    path = model.joblib_path.with_suffix(".single-input.onnx")
     if path.exists() and path.stat().st_mtime >= model.joblib_path.stat().st_mtime:
         return path.read_bytes()
     pipeline = joblib.load(model.joblib_path)

@@ -1,9 +1,7 @@
-"""Idempotent setup: the load tool, MLServer's own venv, py-spy, and a fresh bench database.
+"""Setup: wrk, MLServer's own venv, py-spy (each installed once), and the bench database.
 
-Installs are cached (a marker file records MLServer's pins); the database is recreated on every
-run so the prediction log and the label counts start from zero. The run calls the database
-steps through `python -m bench.prepare` in a fresh process, so they use loopserve's registry
-code and migrations as they are on disk at that moment, even if they changed during the run.
+bench.run calls the database steps as `python -m bench.prepare fresh|ensure` in a new process,
+so that they use the registry code and migrations on disk at that moment.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import psycopg
 import sklearn
 
 from bench.config import (
-    ADMIN_TOKEN,
     CLASSES,
     DB_NAME,
     DB_URL,
@@ -35,8 +32,6 @@ from registry.db import Database
 from registry.migrate import upgrade
 
 Log = Callable[[str], None]
-
-__all__ = ["ADMIN_TOKEN", "ensure_mlserver", "ensure_pyspy", "ensure_wrk", "fresh_database"]
 
 
 def ensure_wrk(log: Log) -> str:
@@ -55,15 +50,11 @@ def ensure_wrk(log: Log) -> str:
     return found
 
 
-def mlserver_pins() -> list[str]:
-    """MLServer's pins plus loopserve's scikit-learn, so both load the same pickled pipeline."""
-    return [*MLSERVER_PINS, f"scikit-learn=={sklearn.__version__}"]
-
-
 def ensure_mlserver(log: Log) -> Path:
-    """MLServer in bench/.venv-mlserver; rebuilt only when the pins changed."""
+    """MLServer in bench/.venv-mlserver, with loopserve's scikit-learn so that both load the
+    same pickled pipeline; rebuilt only when the pins changed."""
     marker = MLSERVER_VENV / ".bench-pins"
-    pins = mlserver_pins()
+    pins = [*MLSERVER_PINS, f"scikit-learn=={sklearn.__version__}"]
     binary = MLSERVER_VENV / "bin" / "mlserver"
     if binary.exists() and marker.exists() and marker.read_text() == "\n".join(pins):
         return binary
@@ -87,13 +78,18 @@ def ensure_pyspy(log: Log) -> Path:
 
 
 def fresh_database(models: list[BenchModel], log: Log) -> None:
-    """Drop and recreate the bench database, migrate it, register two versions per model and
-    promote version 1 (directly in the registry, as the API tests do)."""
+    """Drop and recreate the bench database, then `register` the models in it."""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-    upgrade(DB_URL)
-    db = Database(DB_URL)
+    register(DB_URL, models, log)
+
+
+def register(url: str, models: list[BenchModel], log: Log) -> None:
+    """Migrate the database at `url`, register two versions per model and promote version 1
+    (in the registry directly, as the API tests do)."""
+    upgrade(url)
+    db = Database(url)
     try:
         for m in models:
             with db.session() as s:
@@ -123,14 +119,11 @@ def fresh_database(models: list[BenchModel], log: Log) -> None:
         db.dispose()
 
 
-def labelled_rows(name: str) -> int:
+def labelled_rows(name: str, url: str = DB_URL) -> int:
     """Feedback rows stored for a model, counted in the database itself."""
-    query = (
-        "SELECT count(*) FROM labelled_rows l JOIN models m ON m.id = l.model_id "
-        "WHERE m.name = %s AND l.source = 'feedback'"
-    )
-    url = DB_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as conn:
+    query = "SELECT count(*) FROM labelled_rows l JOIN models m ON m.id = l.model_id "
+    query += "WHERE m.name = %s AND l.source = 'feedback'"
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         row = conn.execute(query, (name,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -150,8 +143,7 @@ def ensure_database(log: Log) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prepare")
     parser.add_argument("action", choices=["fresh", "ensure"])
-    args = parser.parse_args(argv)
-    if args.action == "fresh":
+    if parser.parse_args(argv).action == "fresh":
         fresh_database(build_models(print), print)
     else:
         print(f"BENCH_DB {ensure_database(print)}")

@@ -62,7 +62,9 @@ def logged_predictions(
     decoded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     found: dict[str, Logged] = {}
     for pid, batch, at in batches:
-        batch_id, rows, _, version, created, numeric, categorical, labels, probabilities = tuple(batch)
+        batch_id, rows, _, version, created, numeric, categorical, labels, probabilities = tuple(
+            batch
+        )
         if batch_id not in decoded:
             matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))
             names = classes.get(version)
