@@ -78,7 +78,7 @@ def create_app(
         )
         app.state.monitor = Monitor(db)
         metrics.live.source = app.state.monitor.health
-        app.state.dataplane = DataPlane(db, cache, predlog, max_batch_rows=settings.max_batch_rows)
+        app.state.dataplane = DataPlane(cache, predlog, max_batch_rows=settings.max_batch_rows)
         app.state.batcher = MicroBatcher(app.state.dataplane) if settings.micro_batch else None
         predlog.start()
         try:  # serve the champions from the first request on; readyz reports a failure

@@ -52,12 +52,7 @@ def describe(exc: Exception) -> tuple[int, Any] | None:
             return 400, str(exc)
         case BatchTooLarge():
             return 413, str(exc)
-        case ModelNotReady():
-            return 503, (
-                f"model {exc} has no champion loaded yet: upload labelled data and retrain it "
-                f"(POST /v1/admin/models/{exc}/retrain), then retry"
-            )
-        case BrokerUnavailable():
+        case ModelNotReady() | BrokerUnavailable():
             return 503, str(exc)
         case LogOverloaded():
             return 503, f"{exc}: the database is not keeping up or is down; retry later"

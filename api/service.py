@@ -76,7 +76,9 @@ class Platform:
 
     def create_model(self, spec: ModelSpec, *, actor: str) -> dict[str, Any]:
         with self.db.session() as s:
-            return self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+            out = self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+        self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
+        return out
 
     def upload(self, name: str, rows: Any, *, actor: str) -> int:
         if not isinstance(rows, list) or not rows:

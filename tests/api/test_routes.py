@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from registry import catalog, data
 from tests.api.conftest import ADMIN, train_version
-from tests.factories import churn_rows, features_only
+from tests.factories import churn_rows, churn_spec, features_only
 
 
 def _predict(client: TestClient, instances: list) -> dict:
@@ -226,6 +228,48 @@ def test_fastapi_routes_answer_like_the_fast_path(served, database_url, tmp_path
             )
     assert answers[0] == answers[1]
     assert answers[0][2] == 422 and answers[0][4] == 400
+
+
+def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: ignore[no-untyped-def]
+    """Unknown names are 404 and names without a champion 503, both answered from what the
+    cache learnt at its last poll: no statement runs on behalf of the request."""
+    client, _ = served
+    r = client.post(
+        "/v1/admin/models", json=churn_spec("fresh").model_dump(mode="json"), headers=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 10  # creating it woke the poll, which learns the name
+    while client.get("/v2/models/fresh/ready").status_code == 404:
+        assert time.monotonic() < deadline, "the new model's name was not learnt"
+        time.sleep(0.02)
+    engine = client.app.state.platform.db.engine
+    background = {"champion-poller", "prediction-log"}
+    seen: list[str] = []
+
+    def record(*_args: object) -> None:
+        if threading.current_thread().name not in background:
+            seen.append(threading.current_thread().name)
+
+    rows = {"instances": features_only(churn_rows(1, seed=3))}
+    tensors = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            r = client.post("/v1/models/nope/predict", json=rows)
+            assert r.status_code == 404 and r.json() == {"detail": "model 'nope' not found"}
+            r = client.post("/v2/models/nope/infer", json=tensors)
+            assert r.status_code == 404 and r.json() == {"error": "model 'nope' not found"}
+            assert client.get("/v2/models/nope").status_code == 404
+            r = client.post("/v1/models/fresh/predict", json=rows)
+            assert r.status_code == 503, r.text
+            assert "no champion loaded yet" in r.json()["detail"]
+            assert "/v1/admin/models/fresh/retrain" in r.json()["detail"]
+            r = client.post("/v2/models/fresh/infer", json=tensors)
+            assert r.status_code == 503 and "no champion loaded yet" in r.json()["error"]
+            assert client.get("/v2/models/fresh/ready").status_code == 503
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen == []
 
 
 def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]
