@@ -115,16 +115,15 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    stack = functools.partial(FastAPI.__call__, app)
-    if settings.fast_path:
-        stack = FastPath(stack, app.state)
-    app.front = MetricsMiddleware(stack, metrics=metrics)  # counts the fast path too
+    serving = FastPath(functools.partial(FastAPI.__call__, app), app.state)
+    app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 
 
 class LoopserveAPI(FastAPI):
-    """FastAPI behind a front door: metrics and the fast path (api.fastpath) see a request
-    before FastAPI's own middleware stack, whose per-request work the hot routes do not need."""
+    """FastAPI behind a front door: metrics and the serving handlers (api.fastpath) see a
+    request before FastAPI's own middleware stack, whose per-request work predict and infer do
+    not need."""
 
     front: ASGIApp
 

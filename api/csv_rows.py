@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from api.errors import BadRequest
+from api.errors import MalformedInput
 from tuning.spec import ModelSpec
 
 
@@ -17,7 +17,7 @@ def parse_csv(spec: ModelSpec, text: str) -> list[dict[str, Any]]:
     """
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
-        raise BadRequest("the CSV has no header row", field="file")
+        raise MalformedInput("the CSV has no header row", field="file")
     numeric = set(spec.numeric_features)
     if spec.task == "regression":
         numeric.add(spec.target)
@@ -26,7 +26,7 @@ def parse_csv(spec: ModelSpec, text: str) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         for key, cell in record.items():
             if key is None:
-                raise BadRequest(
+                raise MalformedInput(
                     f"CSV line {reader.line_num} has more cells than the header", field="file"
                 )
             value = (cell or "").strip()

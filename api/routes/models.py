@@ -1,14 +1,14 @@
-"""Public v1 routes: models, predict, feedback, live performance and drift."""
+"""Public v1 routes: models, feedback, live performance and drift. Predict is answered by
+api.fastpath."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.codec import predict_rows
-from api.deps import Body, Client, DataPlaneDep, MonitorDep, PlatformDep, field
+from api.deps import Body, Client, MonitorDep, PlatformDep, field
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -59,12 +59,6 @@ async def performance(
 async def drift(name: str, monitor: MonitorDep) -> dict[str, Any]:
     """The newest per-feature data-drift report and the concept-change detector's state."""
     return await run_in_threadpool(monitor.drift, name)
-
-
-@router.post("/{name}/predict", dependencies=[Client])
-async def predict(name: str, body: Body, plane: DataPlaneDep) -> Response:
-    content = await run_in_threadpool(predict_rows, plane, name, field(body, "instances"))
-    return Response(content, media_type="application/json")
 
 
 @router.post("/{name}/feedback", status_code=202, dependencies=[Client])

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from registry import catalog, data
-from tests.api.conftest import ADMIN, train_version
+from tests.api.conftest import ADMIN, app_client, train_version
 from tests.factories import churn_rows, churn_spec, features_only
 
 
@@ -176,58 +176,56 @@ def test_health_and_metrics(served) -> None:  # type: ignore[no-untyped-def]
     assert 'route="/v1/models/{name}/predict"' in text
 
 
-def _app(database_url: str, tmp_path, **settings) -> TestClient:  # type: ignore[no-untyped-def]
-    from api.app import create_app
-    from api.settings import ApiSettings
-    from registry.settings import RegistrySettings
-    from worker.settings import WorkerSettings
-
-    api = ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings)
-    return TestClient(
-        create_app(
-            api,
-            RegistrySettings(database_url=database_url, home=tmp_path),
-            WorkerSettings(home=tmp_path),
-        )
-    )
-
-
-def test_api_keys_guard_predict_on_both_paths(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_api_keys_guard_predict_infer_and_feedback(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One check for every client route: a 401 with the Bearer challenge in the protocol's
+    shape; a key or the admin token opens them, a key does not open the admin routes."""
     body = {"instances": features_only(churn_rows(1, seed=3))}
     v2 = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
-    for fast in (True, False):
-        with _app(database_url, tmp_path, api_keys="k1, k2", fast_path=fast) as client:
-            r = client.post("/v1/models/churn/predict", json=body)
+    labels = {"labels": [{"features": body["instances"][0], "label": "yes"}]}
+    with app_client(database_url, tmp_path, api_keys="k1, k2") as client:
+        for headers in ({}, {"Authorization": "Bearer k3"}, {"Authorization": "Basic k1"}):
+            r = client.post("/v1/models/churn/predict", json=body, headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-            r = client.post("/v2/models/churn/infer", json=v2)
-            assert r.status_code == 401
-            r = client.post(
-                "/v1/models/churn/predict", json=body, headers={"Authorization": "Bearer k2"}
-            )
+            assert r.json() == {"detail": "API key required: Authorization: Bearer <key>"}
+            r = client.post("/v2/models/churn/infer", json=v2, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json() == {"error": "API key required: Authorization: Bearer <key>"}
+            r = client.post("/v1/models/churn/feedback", json=labels, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json() == {"detail": "API key required: Authorization: Bearer <key>"}
+        for headers in ({"Authorization": "Bearer k2"}, ADMIN):
+            r = client.post("/v1/models/churn/predict", json=body, headers=headers)
             assert r.status_code == 200, r.text
+            r = client.post("/v1/models/churn/feedback", json=labels, headers=headers)
+            assert r.status_code == 202, r.text
+        r = client.post("/v1/admin/models/churn/rollback", headers={"Authorization": "Bearer k1"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert "admin token required" in r.json()["detail"]
 
 
-def test_fastapi_routes_answer_like_the_fast_path(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rows = features_only(churn_rows(4, seed=8))
-    bad = [{**rows[0], "x1": "tall"}]
-    answers = []
-    for fast in (True, False):
-        with _app(database_url, tmp_path, fast_path=fast) as client:
-            ok = client.post("/v1/models/churn/predict", json={"instances": rows}).json()
-            refused = client.post("/v1/models/churn/predict", json={"instances": bad})
-            missing = client.post("/v2/models/churn/infer", json={"inputs": []})
-            answers.append(
-                (
-                    [(p["label"], p["probabilities"]) for p in ok["predictions"]],
-                    ok["version"],
-                    refused.status_code,
-                    refused.json(),
-                    missing.status_code,
-                    missing.json(),
-                )
-            )
-    assert answers[0] == answers[1]
-    assert answers[0][2] == 422 and answers[0][4] == 400
+def test_refusals_are_in_each_protocols_shape(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    bad = [{**features_only(churn_rows(1, seed=8))[0], "x1": "tall"}]
+    r = client.post("/v1/models/churn/predict", json={"instances": bad})
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {
+                "loc": ["body", "instances", 0, "x1"],
+                "msg": "must be a finite number or null",
+                "row": 0,
+                "field": "instances[0].x1",
+            }
+        ]
+    }
+    r = client.post("/v2/models/churn/infer", json={"inputs": []})
+    assert r.status_code == 400 and r.json() == {"error": "the request has no inputs"}
+    r = client.get("/v1/models/churn/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "detail" in r.json()
+    r = client.get("/v2/models/churn/versions/1/infer")
+    assert r.status_code == 405 and "error" in r.json()
+    r = client.get("/v2/models/churn/versions/x")
+    assert r.status_code == 404 and r.json() == {"error": "version 'x' is not a version number"}
 
 
 def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: ignore[no-untyped-def]
@@ -284,9 +282,9 @@ def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  #
     assert len({p["id"] for p in on_loop + in_thread}) == 80
 
 
-def test_an_unexpected_error_in_the_fast_path_is_a_json_500(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The fast path sits in front of FastAPI's error middleware, so it answers a bug itself:
-    a 500 in each protocol's error shape, and the next request is served as usual."""
+def test_an_unexpected_error_in_serving_is_a_json_500(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The serving handlers sit in front of FastAPI's error middleware, so they answer a bug
+    themselves: a 500 in each protocol's error shape, and the next request is served as usual."""
     client, _ = served
     plane = client.app.state.dataplane
     instances = features_only(churn_rows(1, seed=9))
