@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
+from api.openapi import serving_paths
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
 from api.routes import admin, health, models, v2
@@ -129,3 +131,9 @@ class LoopserveAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.front(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with predict and infer, which FastAPI never sees."""
+        if self.openapi_schema is None:
+            serving_paths(super().openapi())  # FastAPI keeps the document it returns
+        return super().openapi()

@@ -77,4 +77,3 @@ DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 Admin = Annotated[str, Depends(require_admin)]
 Client = Depends(require_client)
-Body = Annotated[Any, Depends(json_body)]

@@ -1,6 +1,7 @@
 """The serving handlers, straight from ASGI in front of FastAPI's middleware stack (see
 api.app.LoopserveAPI; only the metrics come first). They alone answer `POST
-/v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer`.
+/v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer`; /openapi.json
+documents them from api.schemas.
 
 Each does parse → validate → one ONNX run → serialize and nothing else: no database or broker
 I/O (models come from memory, the log is written by its own thread), no dependency injection,

@@ -226,6 +226,9 @@ def test_refusals_are_in_each_protocols_shape(served) -> None:  # type: ignore[n
     assert r.status_code == 405 and "error" in r.json()
     r = client.get("/v2/models/churn/versions/x")
     assert r.status_code == 404 and r.json() == {"error": "version 'x' is not a version number"}
+    r = client.post("/v1/models/churn/feedback", json={"labels": [{"label": None}]})
+    assert r.status_code == 422
+    assert {(d["field"], d["row"]) for d in r.json()["detail"]} == {("labels[0].label", 0)}
 
 
 def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: ignore[no-untyped-def]
