@@ -17,53 +17,6 @@ from api import auth, schemas
 Shape = Literal["v1", "v2"]
 REF = "#/components/schemas/{model}"
 
-# status: (when, an example message)
-STATUSES: dict[int, tuple[str, str]] = {
-    400: (
-        "The inference request is malformed or does not fit the model's inputs.",
-        "input 'color': categorical feature needs BYTES",
-    ),
-    401: ("LOOPSERVE_API_KEYS is set and no valid key was given.", auth.KEY_REQUIRED),
-    404: (
-        "No model of that name, or a version other than the one served.",
-        "model 'nope' not found",
-    ),
-    413: (
-        "More rows than LOOPSERVE_MAX_BATCH_ROWS.",
-        "10001 rows exceed the limit of 10000 rows per request",
-    ),
-    422: ("Invalid input: every offending row and field is listed.", ""),
-    503: (
-        "No champion loaded yet, or the database is down or not keeping up; the message says "
-        "what to do.",
-        "model churn has no champion loaded yet: upload labelled data and retrain it "
-        "(POST /v1/admin/models/churn/retrain), then retry",
-    ),
-}
-
-
-def failures(
-    shape: Shape, *statuses: int, invalid: list[dict[str, Any]] | None = None
-) -> dict[int | str, dict[str, Any]]:
-    """FastAPI `responses` for these error statuses, with an example each; `invalid` is the
-    example problem list of a 422."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        when, message = STATUSES[status]
-        if shape == "v1":
-            detail: Any = invalid if status == 422 else message
-            model: type[BaseModel] = schemas.ErrorV1
-            example: dict[str, Any] = {"detail": detail}
-        else:
-            model, example = schemas.ErrorV2, {"error": message}
-        out[status] = {
-            "model": model,
-            "description": when,
-            "content": {"application/json": {"example": example}},
-        }
-    return out
-
-
 INVALID_INSTANCES = [
     {
         "loc": ["body", "instances", 0, "x1"],
@@ -80,6 +33,51 @@ INVALID_LABELS = [
         "field": "labels[0].label",
     }
 ]
+# status: (when, an example of its detail)
+STATUSES: dict[int, tuple[str, Any]] = {
+    400: (
+        "The inference request is malformed or does not fit the model's inputs.",
+        "input 'color': categorical feature needs BYTES",
+    ),
+    401: ("LOOPSERVE_API_KEYS is set and no valid key was given.", auth.KEY_REQUIRED),
+    404: (
+        "No model of that name, or a version other than the one served.",
+        "model 'nope' not found",
+    ),
+    413: (
+        "More rows than LOOPSERVE_MAX_BATCH_ROWS.",
+        "10001 rows exceed the limit of 10000 rows per request",
+    ),
+    422: ("Invalid input: every offending row and field is listed.", INVALID_INSTANCES),
+    503: (
+        "No champion loaded yet, or the database is down or not keeping up; the message says "
+        "what to do.",
+        "model churn has no champion loaded yet: upload labelled data and retrain it "
+        "(POST /v1/admin/models/churn/retrain), then retry",
+    ),
+}
+
+
+def failures(
+    shape: Shape, *statuses: int, invalid: list[dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses` for these error statuses, with an example each; `invalid` replaces
+    the example problems of a 422."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        when, detail = STATUSES[status]
+        if status == 422 and invalid is not None:
+            detail = invalid
+        model: type[BaseModel] = schemas.ErrorV1 if shape == "v1" else schemas.ErrorV2
+        example = {"detail": detail} if shape == "v1" else {"error": detail}
+        out[status] = {
+            "model": model,
+            "description": when,
+            "content": {"application/json": {"example": example}},
+        }
+    return out
+
+
 FEEDBACK_EXAMPLES = {
     "by features": {
         "summary": "A label with the row's features",
@@ -128,7 +126,6 @@ def serving_paths(document: dict[str, Any]) -> None:
         schemas.PredictResponse,
         [_NAME],
         [401, 404, 413, 422, 503],
-        invalid=INVALID_INSTANCES,
     )
     infer = "One ONNX call of the champion on the request's tensors (Open Inference Protocol, "
     infer += "JSON tensors; tritonclient's binary tensor extension is accepted too)."
@@ -174,7 +171,6 @@ def _operation(
     response: type[BaseModel],
     parameters: list[dict[str, Any]],
     statuses: list[int],
-    invalid: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {
@@ -187,7 +183,7 @@ def _operation(
             },
         }
     }
-    for status, spec in failures(shape, *statuses, invalid=invalid).items():
+    for status, spec in failures(shape, *statuses).items():
         content = spec["content"]["application/json"]
         responses[str(status)] = {
             "description": spec["description"],
@@ -218,4 +214,4 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _example(model: type[BaseModel]) -> Any:
-    return model.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+    return model.model_json_schema()["examples"][0]
