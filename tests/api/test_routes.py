@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from registry import catalog, data
+from registry.models import Artifact
 from tests.api.conftest import ADMIN, app_client, train_version
 from tests.factories import churn_rows, churn_spec, features_only
 
@@ -271,6 +272,30 @@ def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: 
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert seen == []
+
+
+def test_a_champion_that_will_not_load_is_a_503_that_says_so(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    with db.session() as s:
+        catalog.create_model(s, churn_spec("broken"), actor="test")
+    version = train_version(db, "broken", seed=7)
+    with db.session() as s:
+        model = catalog.get_model(s, "broken", lock=True)
+        row = catalog.get_version(s, model, version)
+        s.get(Artifact, row.onnx_sha256).data = b"not the graph"
+        catalog.promote(s, model, row, actor="test", reason="t")
+    rows = {"instances": features_only(churn_rows(1, seed=3))}
+    deadline = time.monotonic() + 10
+    while True:  # a poll may first learn the name alone, then the champion that fails
+        r = client.post("/v1/models/broken/predict", json=rows)
+        if "could not be loaded" in r.text:
+            break
+        assert r.status_code in (404, 503), r.text
+        assert time.monotonic() < deadline, "the failed load is not reported"
+        time.sleep(0.02)
+    assert r.status_code == 503
+    assert r.json()["detail"].startswith(f"model broken: its champion v{version} could not be")
+    assert _predict(client, rows["instances"])["version"] == 1  # the others are served on
 
 
 def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]
