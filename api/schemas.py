@@ -19,7 +19,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python 3.1
 # What the examples are written for: a classifier served as "churn" with the numeric features
 # x1..x4 and the categorical feature color (the tests serve such a model).
 EXAMPLE_MODEL = "churn"
-EXAMPLE_ROW: dict[str, float | str | None] = {
+EXAMPLE_ROW: dict[str, Any] = {
     "x1": 0.52,
     "x2": -1.3,
     "x3": 0.07,

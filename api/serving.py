@@ -185,7 +185,7 @@ class ModelCache:
             raise self._missing(name)
         return model
 
-    def _missing(self, name: str) -> LookupError:
+    def _missing(self, name: str) -> Exception:
         if not self.loaded_once.is_set():
             return ModelNotReady(
                 "this replica has not loaded the champions yet (is the database reachable? "

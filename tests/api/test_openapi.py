@@ -75,14 +75,10 @@ def test_real_answers_fit_the_published_schemas(served, database_url, tmp_path) 
     while client.post("/v1/models/fresh/predict", json={"instances": rows}).status_code == 404:
         assert time.monotonic() < deadline, "the new model's name was not learnt"
         time.sleep(0.05)
-    ids = [
-        p["id"]
-        for p in client.post("/v1/models/churn/predict", json={"instances": rows}).json()[
-            "predictions"
-        ]
-    ]
+    served = client.post("/v1/models/churn/predict", json={"instances": rows}).json()
+    ids = [p["id"] for p in served["predictions"]]
     many = features_only(churn_rows(51, seed=4))
-    expected = {
+    expected: dict[str, list[tuple[str, dict[str, Any], int]]] = {
         PREDICT: [
             ("churn", {"instances": rows}, 200),
             ("nope", {"instances": rows}, 404),
