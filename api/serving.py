@@ -187,9 +187,10 @@ class ModelCache:
 
     def _missing(self, name: str) -> Exception:
         if not self.loaded_once.is_set():
-            return ModelNotReady(
-                "this replica has not loaded the champions yet (is the database reachable? "
-                "see /readyz); retry shortly"
+            return ModelNotReady(  # the first poll failed: the database is the usual cause
+                "this replica could not load the champions yet; the database may be "
+                "unreachable: check LOOPSERVE_DATABASE_URL and that the database is up (see "
+                "/readyz), then retry"
             )
         if name not in self._names:
             return NotFound(f"model {name!r} not found")
