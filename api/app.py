@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
+from api.openapi import serving_paths
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
 from api.routes import admin, health, models, v2
@@ -78,7 +80,7 @@ def create_app(
         )
         app.state.monitor = Monitor(db)
         metrics.live.source = app.state.monitor.health
-        app.state.dataplane = DataPlane(db, cache, predlog, max_batch_rows=settings.max_batch_rows)
+        app.state.dataplane = DataPlane(cache, predlog, max_batch_rows=settings.max_batch_rows)
         app.state.batcher = MicroBatcher(app.state.dataplane) if settings.micro_batch else None
         predlog.start()
         try:  # serve the champions from the first request on; readyz reports a failure
@@ -115,18 +117,23 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    stack = functools.partial(FastAPI.__call__, app)
-    if settings.fast_path:
-        stack = FastPath(stack, app.state)
-    app.front = MetricsMiddleware(stack, metrics=metrics)  # counts the fast path too
+    serving = FastPath(functools.partial(FastAPI.__call__, app), app.state)
+    app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 
 
 class LoopserveAPI(FastAPI):
-    """FastAPI behind a front door: metrics and the fast path (api.fastpath) see a request
-    before FastAPI's own middleware stack, whose per-request work the hot routes do not need."""
+    """FastAPI behind a front door: metrics and the serving handlers (api.fastpath) see a
+    request before FastAPI's own middleware stack, whose per-request work predict and infer do
+    not need."""
 
     front: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.front(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with predict and infer, which FastAPI never sees."""
+        if self.openapi_schema is None:
+            serving_paths(super().openapi())  # FastAPI keeps the document it returns
+        return super().openapi()

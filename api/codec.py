@@ -1,9 +1,9 @@
 """The v1 JSON format: rows of `{feature: value}` in, predictions with ids out.
 
 A raw body goes through a msgspec decoder typed from the model's features, which parses and
-checks every value in one pass. Rows it refuses, and rows already parsed (the FastAPI route),
-take the checked path: one pass over the rows that checks value types per column, and only
-when something is off the full validation that names every offending row and field.
+checks every value in one pass. Rows it refuses take the checked path: one pass over the rows
+that checks value types per column, and only when something is off the full validation that
+names every offending row and field.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from msgspec.structs import astuple
 
 from api.dataplane import DataPlane, Served
 from api.deps import field
-from api.errors import BadRequest
+from api.errors import MalformedInput
 from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 from registry.errors import InvalidData
 from registry.validation import check_instances
@@ -96,6 +96,7 @@ def encode_predictions(name: str, served: Served) -> bytes:
     texts, keys = _class_texts(tuple(model.classes or ()))
     pieces[3::stride] = _label_texts(served.labels, texts)
     if classes:
+        assert served.proba is not None  # a classifier's graph gives probabilities
         values = _numbers(served.proba)
         for j, key in enumerate(keys):
             pieces[4 + 2 * j :: stride] = repeat(key, n)
@@ -131,18 +132,11 @@ def _label_texts(labels: np.ndarray, texts: dict[str, str]) -> list[str]:
         return [orjson.dumps(v).decode() for v in values]
 
 
-def decode_request(plane: DataPlane, name: str, instances: Any) -> tuple[LoadedModel, Columns]:
-    """The served model and the request's validated columns, the size limit checked first."""
-    model = plane.model(name)
-    if isinstance(instances, list):
-        plane.check_size(len(instances))
-    return model, decode_rows(model, instances)
-
-
 def decode_body(plane: DataPlane, name: str, body: bytes) -> tuple[LoadedModel, Columns]:
-    """decode_request on the raw body: a valid body is parsed and checked in one pass by a
-    decoder typed from the model's features; anything it refuses is parsed again and checked
-    value by value, so that every problem is named."""
+    """The served model and the body's validated columns, the size limit checked first. A
+    valid body is parsed and checked in one pass by a decoder typed from the model's
+    features; anything it refuses is parsed again and checked value by value, so that every
+    problem is named."""
     model = plane.model(name)
     instances = typed_instances(model, body)
     if instances:
@@ -153,8 +147,11 @@ def decode_body(plane: DataPlane, name: str, body: bytes) -> tuple[LoadedModel, 
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
-    return decode_request(plane, name, field(payload, "instances"))
+        raise MalformedInput(f"the request body is not valid JSON: {exc}") from exc
+    rows = field(payload, "instances")
+    if isinstance(rows, list):
+        plane.check_size(len(rows))
+    return model, decode_rows(model, rows)
 
 
 def typed_instances(model: LoadedModel, body: bytes) -> list[Any] | None:
@@ -206,11 +203,5 @@ def _float32(convert: Callable[[], np.ndarray]) -> np.ndarray | None:
 def _decoder(names: tuple[str, ...], categorical: tuple[str, ...]) -> msgspec.json.Decoder:
     """A JSON decoder of `{"instances": [...]}` whose rows must hold exactly `names`."""
     fields = [(n, (str | None) if n in categorical else (float | None)) for n in names]
-    row = msgspec.defstruct("Row", fields, forbid_unknown_fields=True, gc=False)
+    row: Any = msgspec.defstruct("Row", fields, forbid_unknown_fields=True, gc=False)
     return msgspec.json.Decoder(msgspec.defstruct("Body", [("instances", list[row])]))
-
-
-def predict_rows(plane: DataPlane, name: str, instances: Any) -> bytes:
-    """The v1 predict: rows in, one ONNX call through the data plane, the JSON answer out."""
-    model, columns = decode_request(plane, name, instances)
-    return encode_predictions(name, plane.infer(model, columns))

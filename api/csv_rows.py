@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from api.errors import BadRequest
+from api.errors import MalformedInput
 from tuning.spec import ModelSpec
 
 
@@ -19,12 +19,12 @@ def parse_csv(spec: ModelSpec, text: str) -> list[dict[str, Any]]:
     try:
         return _rows(spec, reader)
     except csv.Error as exc:  # a cell over csv.field_size_limit(), a NUL byte, ...
-        raise BadRequest(f"CSV line {reader.line_num + 1}: {exc}", field="file") from exc
+        raise MalformedInput(f"CSV line {reader.line_num + 1}: {exc}", field="file") from exc
 
 
 def _rows(spec: ModelSpec, reader: csv.DictReader[str]) -> list[dict[str, Any]]:
     if not reader.fieldnames:
-        raise BadRequest("the CSV has no header row", field="file")
+        raise MalformedInput("the CSV has no header row", field="file")
     numeric = set(spec.numeric_features)
     if spec.task == "regression":
         numeric.add(spec.target)
@@ -33,7 +33,7 @@ def _rows(spec: ModelSpec, reader: csv.DictReader[str]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         for key, cell in record.items():
             if key is None:
-                raise BadRequest(
+                raise MalformedInput(
                     f"CSV line {reader.line_num} has more cells than the header", field="file"
                 )
             value = (cell or "").strip()

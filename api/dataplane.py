@@ -1,8 +1,10 @@
 """The serving path every protocol shares: pick the served model, run one ONNX call on
 validated columns, give every row a prediction id, and log it off the request path.
 
-The v1 routes decode JSON rows into columns (api.codec), the Open Inference Protocol routes
-decode tensors (api.v2); both hand the columns here and encode what comes back.
+The v1 predict decodes JSON rows into columns (api.codec), the Open Inference Protocol's infer
+decodes tensors (api.oip); both hand the columns here and encode what comes back. Nothing here
+touches the database on the request: models come from the cache, the log is written by its
+own thread.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from api.predlog import PredictionLog
-from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
-from registry import catalog
-from registry.db import Database
+from api.serving import Columns, LoadedModel, ModelCache
 
 
 class BatchTooLarge(ValueError):
-    pass
+    """A request holds more rows than LOOPSERVE_MAX_BATCH_ROWS."""
 
 
 class VersionNotServed(LookupError):
@@ -34,20 +34,14 @@ class Served:
 
 
 class DataPlane:
-    def __init__(
-        self, db: Database, cache: ModelCache, log: PredictionLog, *, max_batch_rows: int
-    ) -> None:
-        self.db, self.cache, self.log = db, cache, log
+    def __init__(self, cache: ModelCache, log: PredictionLog, *, max_batch_rows: int) -> None:
+        self.cache, self.log = cache, log
         self.max_batch_rows = max_batch_rows
 
     def model(self, name: str, version: int | None = None) -> LoadedModel:
-        """The served champion; NotFound for an unknown model, ModelNotReady without one."""
-        try:
-            model = self.cache.get(name)
-        except ModelNotReady:
-            with self.db.session() as s:
-                catalog.get_model(s, name)  # NotFound when there is no such model at all
-            raise
+        """The served champion, from memory: NotFound for an unknown model, ModelNotReady
+        without a loaded champion, VersionNotServed when another version was asked for."""
+        model = self.cache.get(name)
         if version is not None and version != model.version:
             raise VersionNotServed(f"model {name} serves version {model.version}, not {version}")
         return model

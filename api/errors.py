@@ -1,25 +1,44 @@
-"""Domain errors become HTTP here, in one place: routes and services never build responses
-for failures. `describe` gives status and detail; v1 answers `{"detail": ...}`, the Open
-Inference Protocol `{"error": "..."}`."""
+"""Domain errors become HTTP here, and only here: routes, services and the serving handlers raise
+what went wrong and never build a failure response themselves.
+
+`describe` gives an error's status and detail; each protocol has its own shape for them:
+v1 `{"detail": ...}` (FastAPI's), the Open Inference Protocol `{"error": "..."}`. The serving
+handlers (api.fastpath) call `Failure.v1`/`Failure.v2`; `install` registers the same mapping as
+FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
+
+    registry.errors.NotFound, api.dataplane.VersionNotServed       404
+    registry.errors.Conflict                                       409
+    registry.errors.InvalidData, MalformedInput, request validation 422, every row and field
+    api.oip.decode.ProtocolError                                   400
+    api.dataplane.BatchTooLarge                                    413
+    api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
+    api.serving.ModelNotReady, api.service.BrokerUnavailable,
+    api.predlog.LogOverloaded, the database unreachable            503
+    anything else                                                  500 "internal error"
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.responses import Response
 
+from api.auth import Unauthorized
 from api.dataplane import BatchTooLarge, VersionNotServed
 from api.oip.decode import ProtocolError
 from api.predlog import LogOverloaded
-from api.responses import JSONResponse
 from api.service import BrokerUnavailable
 from api.serving import ModelNotReady
 from registry.errors import Conflict, InvalidData, NotFound
 
 
-class BadRequest(ValueError):
+class MalformedInput(ValueError):
     """The body could not be read as the route's input (not JSON, wrong shape, bad CSV)."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -31,76 +50,130 @@ DB_DOWN = (
     "the database is unreachable; check LOOPSERVE_DATABASE_URL and that the database is up, "
     "then retry"
 )
+JSON = "application/json"
 
 
-def describe(exc: Exception) -> tuple[int, Any] | None:
-    """(status, detail) of a domain error; None for anything else (a real 500)."""
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How an error is answered: its status, its detail (a message, or the problems of an
+    input, each with `loc`, `msg`, `row` and `field`) and any extra headers."""
+
+    status: int
+    detail: str | list[dict[str, Any]]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def v1(self) -> bytes:
+        return orjson.dumps({"detail": self.detail})
+
+    def v2(self) -> bytes:
+        """The Open Inference Protocol's one-line `error`."""
+        if isinstance(self.detail, str):
+            return orjson.dumps({"error": self.detail})
+        message = "; ".join(f"{d.get('field') or 'body'}: {d['msg']}" for d in self.detail)
+        return orjson.dumps({"error": message})
+
+
+INTERNAL = Failure(500, "internal error")
+CHALLENGE = {"www-authenticate": "Bearer"}
+
+
+def describe(exc: BaseException) -> Failure:
+    """The answer to an error; INTERNAL for anything that is not a known domain error."""
     match exc:
         case NotFound() | VersionNotServed():
-            return 404, str(exc)
+            return Failure(404, str(exc))
         case Conflict():
-            return 409, str(exc)
+            return Failure(409, str(exc))
         case InvalidData():
-            return 422, [
-                {"loc": _loc(p), "msg": p["message"], "row": p["row"], "field": p["field"]}
-                for p in exc.problems
-            ]
-        case BadRequest():
-            loc = ["body", exc.field] if exc.field else ["body"]
-            return 422, [{"loc": loc, "msg": str(exc), "field": exc.field}]
-        case ProtocolError():
-            return 400, str(exc)
-        case BatchTooLarge():
-            return 413, str(exc)
-        case ModelNotReady():
-            return 503, (
-                f"model {exc} has no champion loaded yet: upload labelled data and retrain it "
-                f"(POST /v1/admin/models/{exc}/retrain), then retry"
+            return Failure(
+                422,
+                [
+                    {
+                        "loc": _loc(p["field"]),
+                        "msg": p["message"],
+                        "row": p["row"],
+                        "field": p["field"],
+                    }
+                    for p in exc.problems
+                ],
             )
-        case BrokerUnavailable():
-            return 503, str(exc)
+        case MalformedInput():
+            loc = ["body", exc.field] if exc.field else ["body"]
+            return Failure(422, [{"loc": loc, "msg": str(exc), "row": None, "field": exc.field}])
+        case RequestValidationError():
+            return Failure(422, [_problem(e) for e in exc.errors()])
+        case ProtocolError():
+            return Failure(400, str(exc))
+        case BatchTooLarge():
+            return Failure(413, str(exc))
+        case Unauthorized():
+            return Failure(401, str(exc), CHALLENGE)
+        case ModelNotReady() | BrokerUnavailable():
+            return Failure(503, str(exc))
         case LogOverloaded():
-            return 503, f"{exc}: the database is not keeping up or is down; retry later"
+            return Failure(503, f"{exc}: the database is not keeping up or is down; retry later")
         case OperationalError() | PoolTimeout():
-            return 503, DB_DOWN
-    return None
-
-
-def v2_message(detail: Any) -> str:
-    """The one-line `error` of the Open Inference Protocol for a v1 detail."""
-    if isinstance(detail, list):
-        return "; ".join(f"{d.get('field') or 'body'}: {d['msg']}" for d in detail)
-    return str(detail)
-
-
-HANDLED = (
-    NotFound,
-    VersionNotServed,
-    Conflict,
-    InvalidData,
-    BadRequest,
-    ProtocolError,
-    BatchTooLarge,
-    ModelNotReady,
-    BrokerUnavailable,
-    LogOverloaded,
-    OperationalError,
-    PoolTimeout,
-)
+            return Failure(503, DB_DOWN)
+    return INTERNAL
 
 
 def install(app: FastAPI) -> None:
-    async def handler(_: Request, exc: Exception) -> JSONResponse:
-        status, detail = describe(exc) or (500, "internal error")
-        return JSONResponse({"detail": detail}, status_code=status)
+    """Answer errors raised under FastAPI (dependencies, routes) as `describe` says, in the
+    shape of the path's protocol. Unexpected errors are still raised to the server's log."""
 
-    for kind in HANDLED:
+    async def handler(request: Request, exc: Exception) -> Response:
+        failure = describe(exc)
+        path = request.url.path
+        body = failure.v2() if path == "/v2" or path.startswith("/v2/") else failure.v1()
+        return Response(body, failure.status, failure.headers, media_type=JSON)
+
+    for kind in (
+        NotFound,
+        VersionNotServed,
+        Conflict,
+        InvalidData,
+        MalformedInput,
+        RequestValidationError,
+        ProtocolError,
+        BatchTooLarge,
+        Unauthorized,
+        ModelNotReady,
+        BrokerUnavailable,
+        LogOverloaded,
+        OperationalError,
+        PoolTimeout,
+        Exception,
+    ):
         app.add_exception_handler(kind, handler)
 
 
-def _loc(problem: dict) -> list:
-    parts: list = ["body"]
-    for piece in str(problem["field"]).replace("]", "").split("."):
+def _problem(error: Any) -> dict[str, Any]:
+    """A pydantic validation error in the shape of InvalidData's problems: `field` is the
+    dotted path below the body (`labels[2].label`), `row` the index of a list item in it."""
+    loc = list(error["loc"])
+    path = loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc
+    if error["type"] == "json_invalid":  # its loc ends with a character position
+        path = []
+    row = path[1] if len(path) > 1 and isinstance(path[1], int) else None
+    return {
+        "loc": loc,
+        "msg": error["msg"],
+        "type": error["type"],
+        "row": row,
+        "field": _dotted(path) or None,
+    }
+
+
+def _dotted(path: list[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _loc(field: Any) -> list[str | int]:
+    parts: list[str | int] = ["body"]
+    for piece in str(field).replace("]", "").split("."):
         name, _, index = piece.partition("[")
         parts.append(name)
         if index:

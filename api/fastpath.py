@@ -1,42 +1,42 @@
-"""The hot routes served straight from ASGI, in front of FastAPI's middleware stack (see
-api.app.LoopserveAPI; only the metrics come first).
+"""The serving handlers, straight from ASGI in front of FastAPI's middleware stack (see
+api.app.LoopserveAPI; only the metrics come first). They alone answer `POST
+/v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer`; /openapi.json
+documents them from api.schemas.
 
-`POST /v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer` do parse →
-validate → one ONNX run → serialize and nothing else: no database or broker I/O (the log is
-written by its own thread), no dependency injection, no per-value pydantic objects.
+Each does parse → validate → one ONNX run → serialize and nothing else: no database or broker
+I/O (models come from memory, the log is written by its own thread), no dependency injection,
+no per-value pydantic objects. Auth is api.auth's and failures are answered by api.errors, as
+for the FastAPI routes.
 
 Parsing, validation and encoding run on the event loop: they hold the GIL wherever they run,
 and a hop to a thread only adds switches and GIL hand-offs. The ONNX call alone goes to the
 thread pool when the model's load-time timing says it would take longer than
 LOOPSERVE_INLINE_ONNX_MS, since onnxruntime releases the GIL and the loop can serve other
-requests meanwhile. Both protocols call the same decode and encode functions as the FastAPI
-routes (api.codec, api.routes.v2), which stay as the documented form and the fallback when
-LOOPSERVE_FAST_PATH=false.
+requests meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
 from typing import Any, NamedTuple
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import auth
 from api.codec import decode_body, encode_predictions
 from api.dataplane import Served
-from api.errors import HANDLED, describe, v2_message
-from api.oip.decode import HEADER
+from api.errors import Failure, describe
+from api.oip.decode import HEADER, decode_infer
 from api.oip.encode import encode
-from api.routes.v2 import decode_infer, parse_version
 from api.serving import Columns, LoadedModel
 
 log = logging.getLogger(__name__)
 V1 = re.compile(r"^/v1/models/([^/]+)/predict$")
 V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 JSON = [(b"content-type", b"application/json")]
+_HEADER = HEADER.encode()
 
 
 class _Route(NamedTuple):
@@ -54,11 +54,18 @@ class FastPath:
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if (match := V1.match(path)) is not None:
+        if scope["method"] != "POST":  # answered here: FastAPI has no route for these paths
+            if V1.match(path):
+                await _respond(send, 405, b'{"detail":"Method Not Allowed"}', _ALLOW_POST)
+            elif V2.match(path):
+                await _respond(send, 405, b'{"error":"Method Not Allowed"}', _ALLOW_POST)
+            else:
+                await self.app(scope, receive, send)
+        elif (match := V1.match(path)) is not None:
             scope["route"] = V1_ROUTE
             await self._v1(match.group(1), scope, receive, send)
         elif (match := V2.match(path)) is not None:
@@ -81,18 +88,12 @@ class FastPath:
         try:
             self._authorize(scope)
             body = await _read(receive)
-            plane = self.state.dataplane
-            model, columns = decode_body(plane, name, body)
+            model, columns = decode_body(self.state.dataplane, name, body)
             served = await self._infer(model, columns)
             await _respond(send, 200, encode_predictions(name, served), JSON)
-        except _Unauthorized as exc:
-            await _respond(send, 401, orjson.dumps({"detail": str(exc)}), _CHALLENGE)
-        except HANDLED as exc:
-            status, detail = describe(exc) or (500, "internal error")
-            await _respond(send, status, orjson.dumps({"detail": detail}), JSON)
-        except Exception:  # in front of FastAPI's error middleware: answer as it would
-            log.exception("predict failed")
-            await _respond(send, 500, orjson.dumps({"detail": "internal error"}), JSON)
+        except Exception as exc:  # in front of FastAPI's error handling: api.errors answers
+            failure = _failure(exc, "predict")
+            await _respond(send, failure.status, failure.v1(), _headers(failure))
 
     async def _v2(
         self, name: str, version: str | None, scope: Scope, receive: Receive, send: Send
@@ -100,39 +101,34 @@ class FastPath:
         try:
             self._authorize(scope)
             body = await _read(receive)
-            header = _header(scope, HEADER.encode())
-            plane = self.state.dataplane
-            model, parsed, columns = decode_infer(plane, name, parse_version(version), body, header)
+            header = _header(scope, _HEADER)
+            model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, header)
             served = await self._infer(model, columns)
             content, headers = encode(served, parsed)
             raw = [(k.encode(), v.encode()) for k, v in headers.items()]
             await _respond(send, 200, content, raw)
-        except _Unauthorized as exc:
-            await _respond(send, 401, orjson.dumps({"error": str(exc)}), _CHALLENGE)
-        except HANDLED as exc:
-            status, detail = describe(exc) or (500, "internal error")
-            await _respond(send, status, orjson.dumps({"error": v2_message(detail)}), JSON)
-        except Exception:
-            log.exception("infer failed")
-            await _respond(send, 500, orjson.dumps({"error": "internal error"}), JSON)
+        except Exception as exc:
+            failure = _failure(exc, "infer")
+            await _respond(send, failure.status, failure.v2(), _headers(failure))
 
     def _authorize(self, scope: Scope) -> None:
-        keys = self.state.settings.keys
-        if not keys:
-            return
-        auth = _header(scope, b"authorization") or ""
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not any(
-            secrets.compare_digest(given.encode(), k.encode()) for k in keys
-        ):
-            raise _Unauthorized("API key required: Authorization: Bearer <key>")
+        settings = self.state.settings
+        if settings.client_tokens:  # no header lookup while the routes are open
+            auth.require_client(settings, _header(scope, b"authorization"))
 
 
-class _Unauthorized(Exception):
-    pass
+_ALLOW_POST = [*JSON, (b"allow", b"POST")]
 
 
-_CHALLENGE = [*JSON, (b"www-authenticate", b"Bearer")]
+def _failure(exc: Exception, operation: str) -> Failure:
+    failure = describe(exc)
+    if failure.status == 500:
+        log.exception("%s failed", operation)
+    return failure
+
+
+def _headers(failure: Failure) -> list[tuple[bytes, bytes]]:
+    return [*JSON, *((k.encode(), v.encode()) for k, v in failure.headers.items())]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -209,7 +209,8 @@ class PredictionLog:
                     if self._stop:
                         return
                     continue
-                take, rows = [], 0
+                take: list[Chunk] = []
+                rows = 0
                 for chunk in self._sealed:
                     if take and rows + chunk.rows > self._batch_size:
                         break

@@ -9,6 +9,8 @@ import logging
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from api.predlog import PredictionLog
 from api.serving import ModelCache
 from registry import catalog, data, events, jobs
@@ -80,7 +82,9 @@ class Platform:
 
     def create_model(self, spec: ModelSpec, *, actor: str) -> dict[str, Any]:
         with self.db.session() as s:
-            return self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+            out = self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+        self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
+        return out
 
     def upload(self, name: str, rows: Any, *, actor: str) -> int:
         if not isinstance(rows, list) or not rows:
@@ -128,7 +132,7 @@ class Platform:
                 "champion_version": target.version,
                 "previous_version": previous.version if previous else None,
             }
-        self._announce(name, out["champion_version"])
+        self._announce(name, target.version)
         return out
 
     def rollback(self, name: str, *, actor: str, reason: str) -> dict[str, Any]:
@@ -141,7 +145,7 @@ class Platform:
                 "champion_version": restored.version,
                 "retired_version": current.version if current else None,
             }
-        self._announce(name, out["champion_version"])
+        self._announce(name, restored.version)
         return out
 
     def _announce(self, name: str, version: int) -> None:
@@ -168,7 +172,7 @@ class Platform:
             model = catalog.get_model(s, name)
             return [_version_dict(v) for v in catalog.versions(s, model.id)]
 
-    def _model_dict(self, s, model: Model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def _model_dict(self, s: Session, model: Model) -> dict[str, Any]:
         champ = catalog.champion(s, model.id)
         served = self.cache.versions().get(model.name)
         return {

@@ -3,7 +3,9 @@
 Each replica keeps one immutable `LoadedModel` per model name in a dict that is replaced, never
 mutated: a request takes a reference to an entry and finishes on it even if a promotion swaps
 the dict meanwhile. A new champion is loaded and checked before it is published, so a swap
-leaves no gap. Replicas follow the champion pointer in the database by polling it.
+leaves no gap. Replicas follow the champion pointer in the database by polling it, and learn
+every model's name on the way: a request for a model that is not loaded is answered from memory
+(not found, or not ready) without a query on the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import onnxruntime as ort
 
 from registry import catalog
 from registry.db import Database
+from registry.errors import NotFound
 from tuning.labels import MISSING as MISSING_CATEGORY
 from tuning.spec import ModelSpec
 
@@ -43,7 +46,8 @@ class Columns:
 
 
 class ModelNotReady(LookupError):
-    """The model exists but has no champion loaded (yet)."""
+    """The model exists but this replica serves no champion of it (yet); the message says
+    why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ class ModelCache:
         self._db, self._threads, self._on_swap = db, threads, on_swap
         self._inline_seconds = inline_seconds
         self._models: dict[str, LoadedModel] = {}
+        self._names: frozenset[str] = frozenset()  # every registered model, as of the last poll
+        self._failed: dict[str, int] = {}  # champion versions that would not load
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -173,10 +179,30 @@ class ModelCache:
         self.loaded_once = threading.Event()
 
     def get(self, name: str) -> LoadedModel:
+        """The champion served for `name`; NotFound or ModelNotReady, from memory alone."""
         model = self._models.get(name)
         if model is None:
-            raise ModelNotReady(name)
+            raise self._missing(name)
         return model
+
+    def _missing(self, name: str) -> Exception:
+        if not self.loaded_once.is_set():
+            return ModelNotReady(  # the first poll failed: the database is the usual cause
+                "this replica could not load the champions yet; the database may be "
+                "unreachable: check LOOPSERVE_DATABASE_URL and that the database is up (see "
+                "/readyz), then retry"
+            )
+        if name not in self._names:
+            return NotFound(f"model {name!r} not found")
+        if name in self._failed:
+            return ModelNotReady(
+                f"model {name}: its champion v{self._failed[name]} could not be loaded on this "
+                "replica (see its log); it is tried again at every poll"
+            )
+        return ModelNotReady(
+            f"model {name} has no champion loaded yet: upload labelled data and retrain it "
+            f"(POST /v1/admin/models/{name}/retrain), then retry"
+        )
 
     def versions(self) -> dict[str, int]:
         return {name: m.version for name, m in self._models.items()}
@@ -187,12 +213,14 @@ class ModelCache:
             current = self._models
             with self._db.session() as s:
                 pointers = catalog.champion_pointers(s)
+                names = catalog.model_names(s)
                 todo = {
                     n: p
                     for n, p in pointers.items()
                     if n not in current or current[n].sha256 != p[1]
                 }
                 fresh = []
+                failed: dict[str, int] = {}
                 for name, (version, sha) in todo.items():
                     model = catalog.get_model(s, name)
                     row = catalog.get_version(s, model, version)
@@ -211,6 +239,7 @@ class ModelCache:
                             )
                         )
                     except Exception:
+                        failed[name] = version
                         log.exception(
                             "could not load %s v%s; still serving the old one", name, version
                         )
@@ -222,6 +251,8 @@ class ModelCache:
                     log.info("serving %s v%s", m.name, m.version)
                     if self._on_swap:
                         self._on_swap(m)
+            self._names = frozenset(names)  # after the swap: a name is never missed early
+            self._failed = {n: v for n, v in failed.items() if n not in self._models}
             self.loaded_once.set()
             return fresh
 

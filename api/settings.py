@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,7 +20,9 @@ class ApiSettings(BaseSettings):
         min_length=16, description="Bearer token of the admin routes (at least 16 characters)."
     )
     api_keys: str = Field(
-        default="", description="Comma-separated keys for predict/feedback; empty: open."
+        default="",
+        description="Comma-separated keys for predict, infer and feedback (the admin token works "
+        "there too); empty: open.",
     )
     champion_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often a replica checks the champion pointers."
@@ -39,9 +43,6 @@ class ApiSettings(BaseSettings):
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
-    fast_path: bool = Field(
-        default=True, description="Serve predict and infer straight from ASGI, before FastAPI."
-    )
     inline_onnx_ms: float = Field(
         default=1.0,
         ge=0,
@@ -68,6 +69,16 @@ class ApiSettings(BaseSettings):
             raise ValueError("LOOPSERVE_ADMIN_TOKEN is a placeholder; set a real secret")
         return v
 
-    @property
-    def keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+    @cached_property
+    def admin_tokens(self) -> tuple[bytes, ...]:
+        """What the admin routes accept (api.auth)."""
+        return (self.admin_token.encode(),)
+
+    @cached_property
+    def client_tokens(self) -> tuple[bytes, ...]:
+        """What predict, infer and feedback accept: the API keys and the admin token; empty
+        when no key is set and those routes are open (api.auth)."""
+        keys = sorted({k.strip() for k in self.api_keys.split(",") if k.strip()})
+        if not keys:
+            return ()
+        return (*(k.encode() for k in keys), self.admin_token.encode())

@@ -217,3 +217,9 @@ def champion_pointers(session: Session) -> dict[str, tuple[int, str]]:
         .where(ModelVersion.stage == Stage.CHAMPION)
     ).all()
     return {name: (version, sha) for name, version, sha in rows}
+
+
+def model_names(session: Session) -> set[str]:
+    """Every model's name, champion or not: what an API replica polls beside the pointers, to
+    tell an unknown model from one not served yet without a query per request."""
+    return set(session.scalars(select(Model.name)))

@@ -1,2 +1,3 @@
-"""The Open Inference Protocol (KServe V2) REST codec: requests to columns, results to
-tensors. The routes live in api.routes.v2; the serving path is api.dataplane's."""
+"""The Open Inference Protocol (KServe V2) REST codec: requests to columns, results to tensors.
+`infer` is answered by api.fastpath, the metadata and health routes by api.routes.v2; both
+serve through api.dataplane."""

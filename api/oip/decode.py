@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.dataplane import DataPlane, VersionNotServed
 from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 
 NUMERIC_TYPES = {
@@ -36,7 +37,7 @@ HEADER = "inference-header-content-length"
 
 
 class ProtocolError(ValueError):
-    """A malformed or unsuitable inference request (400, `{"error": ...}`)."""
+    """A malformed inference request, or one that does not fit the model's inputs."""
 
 
 @dataclass
@@ -54,6 +55,26 @@ class InferRequest:
     outputs: dict[str, bool] | None  # requested output -> binary; None: all, per `binary_all`
     binary_all: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_version(version: str | None) -> int | None:
+    """The version of a `/versions/{v}` path; VersionNotServed when it is not a number."""
+    if version is None:
+        return None
+    if not version.isdigit():
+        raise VersionNotServed(f"version {version!r} is not a version number")
+    return int(version)
+
+
+def decode_infer(
+    plane: DataPlane, name: str, version: str | None, body: bytes, header_length: str | None
+) -> tuple[LoadedModel, InferRequest, Columns]:
+    """The served model, the parsed request and its validated columns, the size limit checked."""
+    model = plane.model(name, parse_version(version))
+    parsed = parse(body, header_length)
+    columns = to_columns(model, parsed)
+    plane.check_size(columns.n)
+    return model, parsed, columns
 
 
 def parse(body: bytes, header_length: str | None) -> InferRequest:

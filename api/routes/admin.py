@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.csv_rows import parse_csv
 from api.deps import Admin, PlatformDep, field, json_body
-from api.errors import BadRequest
+from api.errors import MalformedInput
 from tuning.spec import ModelSpec
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -41,12 +41,12 @@ async def _csv_text(request: Request, ctype: str) -> str:
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise BadRequest("multipart upload needs a CSV file in the field 'file'", "file")
+            raise MalformedInput("multipart upload needs a CSV file in the field 'file'", "file")
         raw = await upload.read()
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadRequest("the CSV is not UTF-8 text", field="file") from exc
+        raise MalformedInput("the CSV is not UTF-8 text", field="file") from exc
 
 
 @router.post("/models/{name}/retrain", status_code=202)
@@ -64,7 +64,7 @@ async def promote(name: str, request: Request, platform: PlatformDep, actor: Adm
     body = await json_body(request)
     version = field(body, "version")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise BadRequest("version must be an integer", field="version")
+        raise MalformedInput("version must be an integer", field="version")
     reason = body.get("reason") or "manual promotion"
     return await run_in_threadpool(platform.promote, name, version, actor=actor, reason=reason)
 

@@ -1,14 +1,16 @@
-"""Public v1 routes: models, predict, feedback, live performance and drift."""
+"""Public v1 routes: models, feedback, live performance and drift. Predict is answered by
+api.fastpath."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.codec import predict_rows
-from api.deps import Body, Client, DataPlaneDep, MonitorDep, PlatformDep, field
+from api.deps import Client, MonitorDep, PlatformDep
+from api.openapi import FEEDBACK_EXAMPLES, INVALID_LABELS, failures
+from api.schemas import FeedbackAccepted, FeedbackRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -61,13 +63,18 @@ async def drift(name: str, monitor: MonitorDep) -> dict[str, Any]:
     return await run_in_threadpool(monitor.drift, name)
 
 
-@router.post("/{name}/predict", dependencies=[Client])
-async def predict(name: str, body: Body, plane: DataPlaneDep) -> Response:
-    content = await run_in_threadpool(predict_rows, plane, name, field(body, "instances"))
-    return Response(content, media_type="application/json")
-
-
-@router.post("/{name}/feedback", status_code=202, dependencies=[Client])
-async def feedback(name: str, body: Body, platform: PlatformDep) -> dict[str, int]:
-    accepted = await run_in_threadpool(platform.feedback, name, field(body, "labels"))
-    return {"accepted": accepted}
+@router.post(
+    "/{name}/feedback",
+    status_code=202,
+    dependencies=[Client],
+    responses=failures("v1", 401, 404, 422, 503, invalid=INVALID_LABELS),
+)
+async def feedback(
+    name: str,
+    body: Annotated[FeedbackRequest, Body(openapi_examples=FEEDBACK_EXAMPLES)],
+    platform: PlatformDep,
+) -> FeedbackAccepted:
+    """True labels for predictions (by their id) or for explicit rows; all or nothing,
+    committed before the 202."""
+    accepted = await run_in_threadpool(platform.feedback, name, body.labels)
+    return FeedbackAccepted(accepted=accepted)

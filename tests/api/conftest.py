@@ -48,6 +48,18 @@ def train_version(db: Database, name: str, *, seed: int, flipped: bool = False) 
         return catalog.register_version(s, model, new, stage="challenger").version
 
 
+def app_client(database_url: str, tmp_path, **settings) -> TestClient:  # type: ignore[no-untyped-def]
+    """A client of an app on the database with these API settings; enter it to start the app."""
+    api = ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings)
+    return TestClient(
+        create_app(
+            api,
+            RegistrySettings(database_url=database_url, home=tmp_path),
+            WorkerSettings(home=tmp_path),
+        )
+    )
+
+
 @pytest.fixture
 def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClient, Database]]:  # type: ignore[no-untyped-def]
     spec = churn_spec()
@@ -58,18 +70,8 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
     with db.session() as s:
         model = catalog.get_model(s, "churn", lock=True)
         catalog.promote(s, model, catalog.get_version(s, model, v1), actor="test", reason="seed")
-    settings = ApiSettings(
-        admin_token=ADMIN["Authorization"].split()[1],
-        champion_poll_seconds=0.1,
-        log_flush_seconds=0.05,
-        max_batch_rows=50,
-    )
-    app = create_app(
-        settings,
-        RegistrySettings(database_url=database_url, home=tmp_path),
-        WorkerSettings(home=tmp_path),
-    )
-    with TestClient(app) as client:
+    settings = {"champion_poll_seconds": 0.1, "log_flush_seconds": 0.05, "max_batch_rows": 50}
+    with app_client(database_url, tmp_path, **settings) as client:
         yield client, db
 
 

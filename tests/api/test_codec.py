@@ -12,7 +12,7 @@ import pytest
 
 from api.codec import decode_body, decode_rows, encode_predictions
 from api.dataplane import BatchTooLarge, Served
-from api.errors import BadRequest
+from api.errors import MalformedInput
 from api.serving import LoadedModel, load_model
 from registry.errors import InvalidData
 from registry.predlog.ids import prediction_ids
@@ -179,9 +179,9 @@ def test_the_typed_decoder_keeps_the_body_checks(classifier) -> None:  # type: i
     plane = _Plane(classifier, limit=10)
     with pytest.raises(BatchTooLarge, match="limit of 10"):
         decode_body(plane, "wide", orjson.dumps({"instances": _rows(11)}))
-    with pytest.raises(BadRequest, match="not valid JSON"):
+    with pytest.raises(MalformedInput, match="not valid JSON"):
         decode_body(plane, "wide", b'{"instances": [')
-    with pytest.raises(BadRequest, match="missing field 'instances'"):
+    with pytest.raises(MalformedInput, match="missing field 'instances'"):
         decode_body(plane, "wide", b'{"rows": []}')
     with pytest.raises(InvalidData, match="non-empty"):
         decode_body(plane, "wide", b'{"instances": []}')

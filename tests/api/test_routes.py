@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from registry import catalog, data
-from tests.api.conftest import ADMIN, train_version
-from tests.factories import churn_rows, features_only
+from registry.models import Artifact
+from tests.api.conftest import ADMIN, app_client, train_version
+from tests.factories import churn_rows, churn_spec, features_only
 
 
 def _predict(client: TestClient, instances: list) -> dict:
@@ -181,58 +184,125 @@ def test_health_and_metrics(served) -> None:  # type: ignore[no-untyped-def]
     assert 'route="/v1/models/{name}/predict"' in text
 
 
-def _app(database_url: str, tmp_path, **settings) -> TestClient:  # type: ignore[no-untyped-def]
-    from api.app import create_app
-    from api.settings import ApiSettings
-    from registry.settings import RegistrySettings
-    from worker.settings import WorkerSettings
-
-    api = ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings)
-    return TestClient(
-        create_app(
-            api,
-            RegistrySettings(database_url=database_url, home=tmp_path),
-            WorkerSettings(home=tmp_path),
-        )
-    )
-
-
-def test_api_keys_guard_predict_on_both_paths(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_api_keys_guard_predict_infer_and_feedback(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One check for every client route: a 401 with the Bearer challenge in the protocol's
+    shape; a key or the admin token opens them, a key does not open the admin routes."""
     body = {"instances": features_only(churn_rows(1, seed=3))}
     v2 = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
-    for fast in (True, False):
-        with _app(database_url, tmp_path, api_keys="k1, k2", fast_path=fast) as client:
-            r = client.post("/v1/models/churn/predict", json=body)
+    labels = {"labels": [{"features": body["instances"][0], "label": "yes"}]}
+    with app_client(database_url, tmp_path, api_keys="k1, k2") as client:
+        for headers in ({}, {"Authorization": "Bearer k3"}, {"Authorization": "Basic k1"}):
+            r = client.post("/v1/models/churn/predict", json=body, headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-            r = client.post("/v2/models/churn/infer", json=v2)
-            assert r.status_code == 401
-            r = client.post(
-                "/v1/models/churn/predict", json=body, headers={"Authorization": "Bearer k2"}
-            )
+            assert r.json() == {"detail": "API key required: Authorization: Bearer <key>"}
+            r = client.post("/v2/models/churn/infer", json=v2, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json() == {"error": "API key required: Authorization: Bearer <key>"}
+            r = client.post("/v1/models/churn/feedback", json=labels, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json() == {"detail": "API key required: Authorization: Bearer <key>"}
+        for headers in ({"Authorization": "Bearer k2"}, ADMIN):
+            r = client.post("/v1/models/churn/predict", json=body, headers=headers)
             assert r.status_code == 200, r.text
+            r = client.post("/v1/models/churn/feedback", json=labels, headers=headers)
+            assert r.status_code == 202, r.text
+        r = client.post("/v1/admin/models/churn/rollback", headers={"Authorization": "Bearer k1"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert "admin token required" in r.json()["detail"]
 
 
-def test_fastapi_routes_answer_like_the_fast_path(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rows = features_only(churn_rows(4, seed=8))
-    bad = [{**rows[0], "x1": "tall"}]
-    answers = []
-    for fast in (True, False):
-        with _app(database_url, tmp_path, fast_path=fast) as client:
-            ok = client.post("/v1/models/churn/predict", json={"instances": rows}).json()
-            refused = client.post("/v1/models/churn/predict", json={"instances": bad})
-            missing = client.post("/v2/models/churn/infer", json={"inputs": []})
-            answers.append(
-                (
-                    [(p["label"], p["probabilities"]) for p in ok["predictions"]],
-                    ok["version"],
-                    refused.status_code,
-                    refused.json(),
-                    missing.status_code,
-                    missing.json(),
-                )
-            )
-    assert answers[0] == answers[1]
-    assert answers[0][2] == 422 and answers[0][4] == 400
+def test_refusals_are_in_each_protocols_shape(served) -> None:  # type: ignore[no-untyped-def]
+    client, _ = served
+    bad = [{**features_only(churn_rows(1, seed=8))[0], "x1": "tall"}]
+    r = client.post("/v1/models/churn/predict", json={"instances": bad})
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {
+                "loc": ["body", "instances", 0, "x1"],
+                "msg": "must be a finite number or null",
+                "row": 0,
+                "field": "instances[0].x1",
+            }
+        ]
+    }
+    r = client.post("/v2/models/churn/infer", json={"inputs": []})
+    assert r.status_code == 400 and r.json() == {"error": "the request has no inputs"}
+    r = client.get("/v1/models/churn/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "detail" in r.json()
+    r = client.get("/v2/models/churn/versions/1/infer")
+    assert r.status_code == 405 and "error" in r.json()
+    r = client.get("/v2/models/churn/versions/x")
+    assert r.status_code == 404 and r.json() == {"error": "version 'x' is not a version number"}
+    r = client.post("/v1/models/churn/feedback", json={"labels": [{"label": None}]})
+    assert r.status_code == 422
+    assert {(d["field"], d["row"]) for d in r.json()["detail"]} == {("labels[0].label", 0)}
+
+
+def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: ignore[no-untyped-def]
+    """Unknown names are 404 and names without a champion 503, both answered from what the
+    cache learnt at its last poll: no statement runs on behalf of the request."""
+    client, _ = served
+    r = client.post(
+        "/v1/admin/models", json=churn_spec("fresh").model_dump(mode="json"), headers=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 10  # creating it woke the poll, which learns the name
+    while client.get("/v2/models/fresh/ready").status_code == 404:
+        assert time.monotonic() < deadline, "the new model's name was not learnt"
+        time.sleep(0.02)
+    engine = client.app.state.platform.db.engine
+    background = {"champion-poller", "prediction-log"}
+    seen: list[str] = []
+
+    def record(*_args: object) -> None:
+        if threading.current_thread().name not in background:
+            seen.append(threading.current_thread().name)
+
+    rows = {"instances": features_only(churn_rows(1, seed=3))}
+    tensors = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            r = client.post("/v1/models/nope/predict", json=rows)
+            assert r.status_code == 404 and r.json() == {"detail": "model 'nope' not found"}
+            r = client.post("/v2/models/nope/infer", json=tensors)
+            assert r.status_code == 404 and r.json() == {"error": "model 'nope' not found"}
+            assert client.get("/v2/models/nope").status_code == 404
+            r = client.post("/v1/models/fresh/predict", json=rows)
+            assert r.status_code == 503, r.text
+            assert "no champion loaded yet" in r.json()["detail"]
+            assert "/v1/admin/models/fresh/retrain" in r.json()["detail"]
+            r = client.post("/v2/models/fresh/infer", json=tensors)
+            assert r.status_code == 503 and "no champion loaded yet" in r.json()["error"]
+            assert client.get("/v2/models/fresh/ready").status_code == 503
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen == []
+
+
+def test_a_champion_that_will_not_load_is_a_503_that_says_so(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    with db.session() as s:
+        catalog.create_model(s, churn_spec("broken"), actor="test")
+    version = train_version(db, "broken", seed=7)
+    with db.session() as s:
+        model = catalog.get_model(s, "broken", lock=True)
+        row = catalog.get_version(s, model, version)
+        s.get(Artifact, row.onnx_sha256).data = b"not the graph"
+        catalog.promote(s, model, row, actor="test", reason="t")
+    rows = {"instances": features_only(churn_rows(1, seed=3))}
+    deadline = time.monotonic() + 10
+    while True:  # a poll may first learn the name alone, then the champion that fails
+        r = client.post("/v1/models/broken/predict", json=rows)
+        if "could not be loaded" in r.text:
+            break
+        assert r.status_code in (404, 503), r.text
+        assert time.monotonic() < deadline, "the failed load is not reported"
+        time.sleep(0.02)
+    assert r.status_code == 503
+    assert r.json()["detail"].startswith(f"model broken: its champion v{version} could not be")
+    assert _predict(client, rows["instances"])["version"] == 1  # the others are served on
 
 
 def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]
@@ -247,9 +317,9 @@ def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  #
     assert len({p["id"] for p in on_loop + in_thread}) == 80
 
 
-def test_an_unexpected_error_in_the_fast_path_is_a_json_500(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The fast path sits in front of FastAPI's error middleware, so it answers a bug itself:
-    a 500 in each protocol's error shape, and the next request is served as usual."""
+def test_an_unexpected_error_in_serving_is_a_json_500(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The serving handlers sit in front of FastAPI's error middleware, so they answer a bug
+    themselves: a 500 in each protocol's error shape, and the next request is served as usual."""
     client, _ = served
     plane = client.app.state.dataplane
     instances = features_only(churn_rows(1, seed=9))
