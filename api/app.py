@@ -42,7 +42,7 @@ def create_app(
     registry_settings: RegistrySettings | None = None,
     worker_settings: WorkerSettings | None = None,
 ) -> FastAPI:
-    settings = settings or ApiSettings()  # type: ignore[call-arg]
+    settings = settings or ApiSettings()  # type: ignore[call-arg]  # admin_token comes from the environment
     registry_settings = registry_settings or RegistrySettings()
     metrics = Metrics()
 
