@@ -3,8 +3,8 @@ out.
 
 `python -m registry.predlog.relay` listens on a Unix socket with `multiprocessing.connection`,
 whose authentication takes the key in $LOOPSERVE_COPY_AUTHKEY (hex), writes the socket's
-address as one line on stdout, and accepts its parent alone. Each message it receives is binary
-COPY data for the statement in $LOOPSERVE_COPY_STATEMENT, on the database at
+address as one line on stdout, and accepts one connection, its parent's. Each message it
+receives is binary COPY data for the statement in $LOOPSERVE_COPY_STATEMENT, on the database at
 $LOOPSERVE_COPY_CONNINFO (in the environment, not in argv: a password would show in `ps`); it
 writes the message in its own transaction and answers once it has committed, `ok`, or with
 `error <type>: <message>`. Messages are bytes both ways (send_bytes/recv_bytes), never pickles.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from multiprocessing.connection import Connection, Listener
 
 AUTHKEY_VARIABLE = "LOOPSERVE_COPY_AUTHKEY"
@@ -55,10 +56,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conninfo, statement = os.environ[CONNINFO_VARIABLE], os.environ[STATEMENT_VARIABLE]
     authkey = bytes.fromhex(os.environ[AUTHKEY_VARIABLE])
-    with Listener(family="AF_UNIX", authkey=authkey) as listener:
-        print(listener.address, flush=True)
-        connection = listener.accept()
-    with connection:  # the listener is closed and its socket file gone: no one else connects
+    # In a directory of its own, removed once the parent is connected: however the relay ends
+    # later (even killed), it leaves nothing behind, and no one else can connect.
+    with tempfile.TemporaryDirectory(prefix="loopserve-log-") as home:
+        address = os.path.join(home, "relay")
+        with Listener(address, family="AF_UNIX", authkey=authkey) as listener:
+            print(address, flush=True)
+            connection = listener.accept()
+    with connection:
         serve(conninfo, statement, connection)
 
 
