@@ -63,7 +63,7 @@ class Chunk:
 
     def record(self) -> LoggedBatch:
         """The chunk in the log's storage form: one matrix per kind of value for all its rows,
-        the float matrices as each request's bytes in order (joined only by the database)."""
+        the float matrices as each request's bytes in order, joined by the writer if at all."""
         parts = self.parts
         categorical = None
         if parts[0].columns.categorical:

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import events
+from registry import data, events
 from registry.errors import Conflict, NotFound
 from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
 
@@ -73,28 +73,29 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
     return job
 
 
-def start(
-    session: Session, job_id: str, *, worker: str, last_row_id: int | None = None
-) -> Job | None:
-    """Start a new attempt of a queued job; None when it is not queued (done, or running)."""
+def start(session: Session, job_id: str, *, worker: str) -> Job | None:
+    """Start a new attempt of a queued job, fixing the rows it trains on (up to the model's
+    newest labelled row now); None when it is not queued (done, or running)."""
     job = get(session, job_id, lock=True)
     if job.status != JobStatus.QUEUED:
         return None
     now = utcnow()
     job.status, job.worker, job.attempts = JobStatus.RUNNING, worker, job.attempts + 1
     job.started_at = job.heartbeat_at = now
-    job.progress, job.error, job.last_row_id = 0.0, None, last_row_id
+    job.progress, job.error = 0.0, None
+    job.last_row_id = data.last_row_id(session, job.model_id)
     return job
 
 
-def _current(job: Job, attempt: int) -> bool:
+def is_attempt(job: Job, attempt: int) -> bool:
+    """Whether `attempt` is the job's live one (running, not re-queued since)."""
     return job.status == JobStatus.RUNNING and job.attempts == attempt
 
 
 def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | None) -> bool:
     """Refresh the heartbeat; False when `attempt` is no longer the job's live attempt."""
     job = get(session, job_id, lock=True)
-    if not _current(job, attempt):
+    if not is_attempt(job, attempt):
         return False
     job.heartbeat_at = utcnow()
     if progress is not None:
@@ -105,14 +106,9 @@ def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | 
 def ensure_current(session: Session, job_id: str, *, attempt: int) -> Job:
     """Lock the job and check `attempt` is still its live attempt; raise Conflict otherwise."""
     job = get(session, job_id, lock=True)
-    if not _current(job, attempt):
+    if not is_attempt(job, attempt):
         raise Conflict(f"attempt {attempt} of job {job_id} is over")
     return job
-
-
-def is_attempt(job: Job, attempt: int) -> bool:
-    """Whether `attempt` is the job's live one (running, not re-queued since)."""
-    return _current(job, attempt)
 
 
 def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
@@ -127,7 +123,7 @@ def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
 def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> bool:
     """Mark the job failed with its error, if `attempt` (when given) is still the live one."""
     job = get(session, job_id, lock=True)
-    if job.status not in JOB_OPEN or (attempt is not None and not _current(job, attempt)):
+    if job.status not in JOB_OPEN or (attempt is not None and not is_attempt(job, attempt)):
         return False
     job.status, job.error, job.finished_at = JobStatus.FAILED, error, utcnow()
     events.record(

@@ -14,8 +14,8 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from registry import events
-from registry.models import Event, LabelledRow, Model, ModelVersion, Stage
+from registry import catalog, events
+from registry.models import Event, LabelledRow, Model
 from registry.predlog import reads
 from tuning import data as tdata
 from tuning.live import LiveRows
@@ -132,13 +132,10 @@ def record_change(
     transaction (the caller holds the model's lock)."""
     if kind == "change_detected":
         model.change = detail
-    champion = session.scalar(
-        select(ModelVersion.version).where(
-            ModelVersion.model_id == model.id, ModelVersion.stage == Stage.CHAMPION
-        )
-    )
+    champion = catalog.champion(session, model.id)
+    version = champion.version if champion is not None else None
     return events.record(
-        session, model.id, kind, actor="monitor", version=champion, reason=reason, detail=detail
+        session, model.id, kind, actor="monitor", version=version, reason=reason, detail=detail
     )
 
 

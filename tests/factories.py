@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import orjson
 
 from registry.models import utcnow
+from registry.predlog.ids import new_batch_id
 from registry.predlog.record import LoggedBatch
 from tuning.spec import ModelSpec
 
@@ -91,7 +91,7 @@ def logged_batch(
     ).reshape(len(rows), len(spec.numeric_features))
     categorical = {f: [r[f] for r in rows] for f in spec.categorical_features}
     return LoggedBatch(
-        id=os.urandom(12).hex(),
+        id=new_batch_id(),
         model_id=model_id,
         version=version,
         created_at=utcnow(),

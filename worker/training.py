@@ -119,7 +119,6 @@ def claim(db: Database, job_id: str, *, worker: str) -> JobData | Skipped:
         job = jobs.start(s, job_id, worker=worker)
         if job is None:
             return Skipped("not queued (finished, or running elsewhere)")
-        job.last_row_id = data.last_row_id(s, job.model_id)
         attempt = job.attempts
     with guard(db, job_id, attempt) as failed:
         return load(db, job_id, attempt)

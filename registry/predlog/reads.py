@@ -62,27 +62,23 @@ def logged_predictions(
     decoded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     found: dict[str, Logged] = {}
     for pid, batch, at in batches:
-        batch_id, rows, _, version, created, numeric, categorical, labels, probabilities = tuple(
-            batch
-        )
-        if batch_id not in decoded:
-            matrix = np.frombuffer(numeric, dtype="<f4").reshape(rows, len(numeric_names))
-            names = classes.get(version)
+        if batch.id not in decoded:
+            names = classes.get(batch.version)
             probas = None
-            if probabilities is not None and names:
-                probas = np.frombuffer(probabilities, dtype="<f4").reshape(rows, len(names))
-            decoded[batch_id] = (matrix, probas)
-        matrix, probas = decoded[batch_id]
+            if batch.probabilities is not None and names:
+                probas = _matrix(batch.probabilities, batch.rows, len(names))
+            decoded[batch.id] = (_matrix(batch.numeric, batch.rows, len(numeric_names)), probas)
+        matrix, probas = decoded[batch.id]
         features = dict(zip(numeric_names, _floats(matrix[at]), strict=True))
-        for name, values in (categorical or {}).items():
+        for name, values in (batch.categorical or {}).items():
             features[name] = values[at]
         found[pid] = Logged(
             features,
-            version,
-            labels[at],
-            created,
+            batch.version,
+            batch.labels[at],
+            batch.created_at,
             None if probas is None else probas[at],
-            positions.get(version),
+            positions.get(batch.version),
         )
     return found
 
@@ -107,7 +103,7 @@ def recent_features(
     numeric_names = spec.numeric_features
     columns: dict[str, list[Any]] = {f.name: [] for f in spec.features}
     for n, numeric, categorical in reversed(batches):
-        matrix = np.frombuffer(numeric, dtype="<f4").reshape(n, len(numeric_names))
+        matrix = _matrix(numeric, n, len(numeric_names))
         for j, name in enumerate(numeric_names):
             columns[name].extend(matrix[:, j].astype(np.float64).tolist())
         for name in spec.categorical_features:
@@ -132,6 +128,11 @@ def _located(
         batch = batches.get(batch_id)
         if batch is not None and 0 <= (at := position - batch.first_position) < batch.rows:
             yield pid, batch, at
+
+
+def _matrix(data: bytes, rows: int, width: int) -> np.ndarray:
+    """A logged float32 matrix [rows, width] (numeric features, or probabilities)."""
+    return np.frombuffer(data, dtype="<f4").reshape(rows, width)
 
 
 def _version_classes(session: Session, model_id: int) -> dict[int, list[str]]:

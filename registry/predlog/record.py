@@ -14,7 +14,8 @@ class LoggedBatch:
     """One logged batch of predictions, serialised by the caller off the request path.
 
     `numeric` is the float32 matrix [rows, numeric features] as little-endian bytes, given as
-    pieces to be joined in order (one per request: a COPY sends them without joining them),
+    pieces in order (one per request: SessionWriter's COPY streams them as they are; the
+    relay's ProcessWriter joins them into its one message; SQLite stores them joined),
     `probabilities` likewise [rows, classes] (None for a regressor); `categorical`
     ({feature: [value or None per row]}, None without categorical features) and `labels` come
     as UTF-8 JSON, which PostgreSQL's binary COPY takes as it is.
@@ -47,7 +48,7 @@ def copy_stream(batches: Sequence[LoggedBatch]) -> list[bytes | memoryview]:
     """The binary COPY data of LOG_COPY for these batches, as pieces to send in order.
 
     The float matrices and the JSON (whose binary form is its text) go in as they are: no
-    escaping, no parsing, and no copy of the large pieces on this side.
+    escaping, no parsing, and no copy of the large pieces here (a caller may still join them).
     """
     pieces: list[bytes | memoryview] = [_SIGNATURE]
     for b in batches:

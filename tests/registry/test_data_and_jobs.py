@@ -131,14 +131,14 @@ def test_a_silent_worker_loses_its_job(db) -> None:  # type: ignore[no-untyped-d
     with db.session() as s:
         model, _ = _model_with_rows(s)
         job, _ = jobs.submit(s, model, trigger="admin", actor="a")
-        assert jobs.start(s, job.id, worker="w1", last_row_id=10) is not None
-        assert jobs.start(s, job.id, worker="w2", last_row_id=10) is None  # already owned
+        assert jobs.start(s, job.id, worker="w1") is not None
+        assert jobs.start(s, job.id, worker="w2") is None  # already owned
     with db.session() as s:
         s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=30)))
         assert jobs.requeue_stale(s, timeout=10, max_attempts=3) == [job.id]
     with db.session() as s:
         assert not jobs.heartbeat(s, job.id, attempt=1, progress=0.5)  # attempt 1 must stop
-        assert jobs.start(s, job.id, worker="w2", last_row_id=10) is not None
+        assert jobs.start(s, job.id, worker="w2") is not None
         assert jobs.get(s, job.id).attempts == 2
     time.sleep(0.01)
     with db.session() as s:

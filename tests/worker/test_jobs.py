@@ -142,7 +142,7 @@ def test_tick_requeues_a_silent_job_and_resends_it(db) -> None:  # type: ignore[
     _model(db, 50)
     job_id = _submit(db)
     with db.session() as s:
-        jobs.start(s, job_id, worker="dead", last_row_id=None)
+        jobs.start(s, job_id, worker="dead")
         s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=600)))
     assert tick(db, WorkerSettings()).send == [job_id]
     with db.session() as s:

@@ -117,7 +117,7 @@ def _converted(conn: sa.Connection, batch_ids: Sequence[str]) -> Iterator[dict[s
             )
         )
     }
-    specs: dict[int, dict[str, Any]] = {}
+    specs: dict[int, Any] = {}  # the model row exists: its batches cascade with it
     classes: dict[tuple[int, int], list[str] | None] = {}
     rows = conn.execute(
         sa.select(
@@ -132,9 +132,7 @@ def _converted(conn: sa.Connection, batch_ids: Sequence[str]) -> Iterator[dict[s
     ).all()
     for batch_id, model_id, version, n, features, output, created_at in rows:
         if model_id not in specs:
-            specs[model_id] = (
-                conn.scalar(sa.select(_models.c.spec).where(_models.c.id == model_id)) or {}
-            )
+            specs[model_id] = conn.scalar(sa.select(_models.c.spec).where(_models.c.id == model_id))
         if (model_id, version) not in classes:
             classes[model_id, version] = conn.scalar(
                 sa.select(_versions.c.classes).where(

@@ -20,7 +20,7 @@ from registry import catalog
 from registry.db import Database
 from registry.migrate import upgrade
 from registry.models import PredictionBatch
-from registry.predlog.ids import prediction_ids
+from registry.predlog.ids import new_batch_id, prediction_ids
 from registry.predlog.process import LogWriteError, ProcessWriter
 from registry.predlog.reads import missing_predictions
 from registry.predlog.record import LoggedBatch
@@ -52,7 +52,7 @@ def writer(pg: Database) -> Iterator[ProcessWriter]:
 def _batch(model_id: int, rows: int, seed: int) -> LoggedBatch:
     numeric = np.random.default_rng(seed).normal(size=(rows, 4)).astype("<f4")
     return LoggedBatch(
-        id=os.urandom(12).hex(),
+        id=new_batch_id(),
         model_id=model_id,
         version=1,
         created_at=datetime.now(UTC),
@@ -76,7 +76,7 @@ def _stored(pg: Database) -> dict[str, tuple[int, bytes]]:
 
 
 def test_each_write_is_committed_before_it_returns(pg: Database, model_id: int, writer) -> None:  # type: ignore[no-untyped-def]
-    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB: many buffers
+    small, large = _batch(model_id, 1, 1), _batch(model_id, 50_000, 2)  # 800 kB in one message
     writer.write([small, large])
     stored = _stored(pg)
     assert stored == {small.id: (1, _matrix(small)), large.id: (50_000, _matrix(large))}
