@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ class AdminClient:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
         settings = CliSettings()
         self.url = (url or settings.url).rstrip("/")
-        self.token = token or settings.admin_token or _token_file(settings.home)
+        self.token = token or settings.token()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
@@ -43,8 +42,3 @@ class AdminClient:
             if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
                 return job
             time.sleep(1)
-
-
-def _token_file(home: Path) -> str | None:
-    path = home / "admin-token"
-    return path.read_text().strip() if path.exists() else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from registry.settings import HomeSettings
@@ -21,3 +23,15 @@ class CliSettings(HomeSettings):
         default=2, ge=1, description="`loopserve worker --concurrency`."
     )
     worker_name: str | None = Field(default=None, description="`loopserve worker --hostname`.")
+
+    @property
+    def token_file(self) -> Path:
+        """Where `loopserve up` keeps the admin token it generated."""
+        return self.home / "admin-token"
+
+    def token(self) -> str | None:
+        """LOOPSERVE_ADMIN_TOKEN, else the token `loopserve up` kept in home, if any."""
+        if self.admin_token:
+            return self.admin_token
+        path = self.token_file
+        return path.read_text().strip() if path.exists() else None

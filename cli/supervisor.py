@@ -22,14 +22,11 @@ from registry.settings import RegistrySettings
 
 def admin_token(settings: CliSettings) -> str:
     """LOOPSERVE_ADMIN_TOKEN, or a token generated once and kept in $LOOPSERVE_HOME."""
-    if settings.admin_token:
-        return settings.admin_token
-    home = settings.home.resolve()
-    path = home / "admin-token"
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(24)
-    home.mkdir(parents=True, exist_ok=True)
+    known = settings.token()
+    if known:
+        return known
+    token, path = secrets.token_urlsafe(24), settings.token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

@@ -35,7 +35,8 @@ Persistence (tuning.persist)
     dumps(pipeline) -> bytes, loads(data) -> Pipeline   (skops, explicit allow-list)
 One retrain end to end (tuning.challenge)
     prepare(spec, rows, labels, *, champion_end=None, change_start=None) -> Split
-    challenge(spec, split, champion, progress=None) -> Outcome      search, then conclude
+    search(spec, split, champion, progress=None) -> TuneResult      in this process
+    plan_search(spec, split), finish_search(spec, split, state, champion)  step by step
     conclude(spec, split, tune_result, champion) -> Outcome  export, parity, judge on the hold-out
 
 Import from the modules themselves: the package re-exports nothing, so that

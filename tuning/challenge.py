@@ -18,9 +18,11 @@ from tuning import persist
 from tuning.data import frame, target
 from tuning.export import OnnxModel, ParityReport, check_parity, to_onnx
 from tuning.policy import Decision, baseline_prediction, decide
-from tuning.search import Candidate, TuneResult, tune
+from tuning.search import Candidate, SearchState, TuneResult, finish, plan, tune
 from tuning.spec import ModelSpec
 from tuning.state import Trial
+
+SEARCH_SHARE = 0.9  # of a retrain's progress: the search; export, parity and judging the rest
 
 
 @dataclass(frozen=True)
@@ -140,28 +142,36 @@ def search(
     champion: Champion | None,
     progress: Callable[[float], None] | None = None,
 ) -> TuneResult:
-    """The search for the best challenger on the split's training rows (tuning.search.tune);
-    progress runs to 0.9, the rest is conclude's."""
+    """The whole search for the best challenger on the split's training rows, in this process
+    (tuning.search.tune); progress runs to SEARCH_SHARE, the rest is conclude's."""
     return tune(
         spec,
         data.X_train,
         data.y_train,
-        champion=champion.pipeline if champion else None,
-        champion_rows_end=warm_rows_end(champion, data),
+        **_warm(champion, data),
         recent_start=data.change_start,
-        progress=None if progress is None else lambda f: progress(0.9 * f),
+        progress=None if progress is None else lambda f: progress(SEARCH_SHARE * f),
     )
 
 
-def challenge(
-    spec: ModelSpec,
-    data: Split,
-    champion: Champion | None,
-    progress: Callable[[float], None] | None = None,
-) -> Outcome:
-    """One retrain in this process: search, then conclude. A fanned-out search (worker.fanout)
-    runs the same steps across workers and ends in the same conclude."""
-    return conclude(spec, data, search(spec, data, champion, progress), champion)
+def plan_search(spec: ModelSpec, data: Split) -> SearchState:
+    """The same search as `search`, planned to run step by step (tuning.steps) on workers."""
+    return plan(spec, len(data.y_train), recent_start=data.change_start)
+
+
+def finish_search(
+    spec: ModelSpec, data: Split, state: SearchState, champion: Champion | None
+) -> TuneResult:
+    """The end of a search run step by step: what `search` returns for the same state."""
+    return finish(spec, data.X_train, data.y_train, state, **_warm(champion, data))
+
+
+def _warm(champion: Champion | None, data: Split) -> dict[str, Any]:
+    """The champion and the end of its rows, for the search's warm start."""
+    return {
+        "champion": champion.pipeline if champion else None,
+        "champion_rows_end": warm_rows_end(champion, data),
+    }
 
 
 def conclude(

@@ -14,6 +14,7 @@ Classification targets are strings (1, 1.0 and "1" all become "1"); regression t
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,12 +32,15 @@ def _is_missing(value: Any) -> bool:
 
 
 def category(value: Any) -> str:
-    """Normalise one categorical value: missing -> MISSING, 1.0 -> "1", anything else str()."""
+    """Normalise one categorical value: missing -> MISSING; a number as a class name is spelled
+    (1.0 -> "1", tuning.labels.class_name); anything else str()."""
     if _is_missing(value):
         return MISSING
     if isinstance(value, str):
         return str(value)
-    return class_name(value)
+    if isinstance(value, numbers.Real | np.bool_):
+        return class_name(value)
+    return str(value)
 
 
 def _numeric(values: Iterable[Any], name: str) -> np.ndarray:

@@ -124,8 +124,10 @@ class SearchState:
     floor: int | None = None  # first row of the current regime; no window starts before it
 
     def to_json(self) -> dict[str, Any]:
-        """A deep, plain-JSON copy (raises if anything in it is not strict JSON)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
+        """A deep, plain-JSON copy (raises if anything in it is not strict JSON); trials in
+        the form job results show them."""
+        d = {**dataclasses.asdict(self), "trials": [t.to_json() for t in self.trials]}
+        return json.loads(json.dumps(d, allow_nan=False))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SearchState:

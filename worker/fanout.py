@@ -16,7 +16,8 @@ from typing import Any
 from celery import chord
 
 from registry.db import Database
-from tuning.search import FitTask, SearchState, advance, evaluate, finish, pending, plan
+from tuning.challenge import finish_search, plan_search
+from tuning.search import FitTask, SearchState, advance, evaluate, pending
 from tuning.state import Trial
 from tuning.steps import failed_trial
 from worker.training import JobData, JobLost, load
@@ -44,7 +45,7 @@ class JobDataCache:
 
 def start(app: Any, job: JobData) -> None:
     """Plan the search and launch its first rung."""
-    state = plan(job.spec, len(job.data.y_train), recent_start=job.data.change_start)
+    state = plan_search(job.spec, job.data)
     launch(app, job.job_id, job.attempt, state)
 
 
@@ -90,12 +91,4 @@ def next_step(
     after = advance(job.spec, SearchState.from_json(state), [Trial.from_json(t) for t in trials])
     if not after.finished:
         return after, None
-    result = finish(
-        job.spec,
-        job.data.X_train,
-        job.data.y_train,
-        after,
-        champion=job.champion.pipeline if job.champion else None,
-        champion_rows_end=job.warm_rows_end,
-    )
-    return None, result
+    return None, finish_search(job.spec, job.data, after, job.champion)

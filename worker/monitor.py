@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 from registry import catalog, data, jobs, monitoring
 from registry.db import Database
-from registry.errors import NotFound
 from registry.models import Model, Trigger, utcnow
 from tuning.drift import data_drift, find_concept_change
 from tuning.spec import ModelSpec
+from worker.triggers import each_model
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,7 @@ class WatchResult:
 def watch(db: Database) -> WatchResult:
     """One pass over every model with a champion."""
     out = WatchResult()
-    with db.session() as s:
-        names = [m.name for m in catalog.list_models(s)]
-    for name in names:
-        try:
-            watch_model(db, name, out)
-        except NotFound:
-            continue  # deleted meanwhile
-        except Exception:  # one model's failure must not blind the others
-            log.exception("monitoring %s failed", name)
+    each_model(db, lambda name: watch_model(db, name, out), "monitoring")
     return out
 
 

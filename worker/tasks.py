@@ -12,6 +12,7 @@ from celery import Task
 from registry.db import Database
 from registry.notify import ChampionNotifier, notify_url
 from registry.settings import RegistrySettings
+from tuning.challenge import SEARCH_SHARE
 from tuning.steps import done_fraction
 from worker import fanout
 from worker.app import app
@@ -71,7 +72,7 @@ def rung(trials: list[dict], job_id: str, attempt: int, state: dict) -> None:
         with Heartbeat(db, job_id, attempt, settings.heartbeat_seconds) as beat:
             following, result = fanout.next_step(jobs_cache, job_id, attempt, state, trials)
             if following is not None:  # what the rungs so far did, as the job's progress
-                beat.progress(0.9 * done_fraction(following))
+                beat.progress(SEARCH_SHARE * done_fraction(following))
         if following is not None:
             fanout.launch(app, job_id, attempt, following)
             return

@@ -33,7 +33,6 @@ from tuning.challenge import (
     prepare,
     search,
 )
-from tuning.challenge import warm_rows_end as _warm_rows_end
 from tuning.search import TuneResult, TuningError
 from tuning.spec import ModelSpec
 
@@ -57,10 +56,6 @@ class JobData:
     champion: Champion | None
     champion_window: dict[str, Any] | None
 
-    @property
-    def warm_rows_end(self) -> int | None:
-        return _warm_rows_end(self.champion, self.data)
-
 
 class Heartbeat:
     """Refreshes the job's heartbeat and progress from a thread while a task works."""
@@ -68,6 +63,7 @@ class Heartbeat:
     def __init__(self, db: Database, job_id: str, attempt: int, period: float) -> None:
         self._db, self._job_id, self._attempt, self._period = db, job_id, attempt, period
         self._progress: float | None = None
+        self._written: float | None = None  # the progress the job row holds
         self._stop = threading.Event()
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
@@ -80,8 +76,6 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=self._period * 2)
-        if self._progress is not None and exc[0] is None and not self.lost.is_set():
-            self._beat()  # progress reported since the last beat is not lost with the thread
         if self.lost.is_set() and exc[0] is None:
             raise JobLost(f"attempt {self._attempt} of job {self._job_id} is over")
 
@@ -92,16 +86,20 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
+            progress = self._progress
             with self._db.session() as s:
-                ok = jobs.heartbeat(s, self._job_id, attempt=self._attempt, progress=self._progress)
+                ok = jobs.heartbeat(s, self._job_id, attempt=self._attempt, progress=progress)
             if not ok:
                 self.lost.set()
+            self._written = progress
         except Exception:  # a passing db error must not kill the heartbeat
             log.exception("heartbeat of job %s failed", self._job_id)
 
     def _run(self) -> None:
         while not self.lost.is_set() and not self._stop.wait(self._period):
             self._beat()
+        if not self.lost.is_set() and self._progress != self._written:
+            self._beat()  # progress reported since the last beat outlives the task
 
 
 @dataclass(frozen=True)

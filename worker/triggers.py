@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -38,18 +39,31 @@ def tick(db: Database, settings: WorkerSettings) -> TickResult:
         for job_id in jobs.resend_due(s, older_than=settings.job_timeout_seconds):
             if job_id not in out.send:
                 out.send.append(job_id)
-    with db.session() as s:
-        names = [m.name for m in catalog.list_models(s)]
-    for name in names:
-        try:  # one model's bad spec or data must not stop the others' triggers
-            with db.session() as s:
-                _trigger(s, catalog.get_model(s, name), out)
-        except NotFound:
-            continue  # deleted meanwhile
-        except Exception as exc:
-            log.exception("the retrain triggers of %s failed", name)
-            out.failed[name] = f"{type(exc).__name__}: {exc}"
+
+    def trigger(name: str) -> None:
+        with db.session() as s:
+            _trigger(s, catalog.get_model(s, name), out)
+
+    out.failed = each_model(db, trigger, "the retrain triggers")
     return out
+
+
+def each_model(db: Database, work: Callable[[str], None], what: str) -> dict[str, str]:
+    """`work(name)` for every model, each on its own, so that one model's broken spec or data
+    fails only its own work (logged); a model deleted meanwhile is skipped. {name: error} of
+    the models whose work failed."""
+    with db.session() as s:
+        names = sorted(catalog.model_names(s))
+    failed = {}
+    for name in names:
+        try:
+            work(name)
+        except NotFound:
+            continue
+        except Exception as exc:
+            log.exception("%s of %s failed", what, name)
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    return failed
 
 
 def _trigger(s: Session, model: Model, out: TickResult) -> None:

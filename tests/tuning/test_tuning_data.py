@@ -101,3 +101,9 @@ def test_a_class_label_must_be_present_finite_and_scalar(value: object) -> None:
     spec = make_spec("classification")
     with pytest.raises(ValueError):
         spec.normalise_label(value)
+
+
+def test_a_category_is_spelled_like_a_class_and_anything_else_is_its_text() -> None:
+    assert [data.category(v) for v in (1.0, np.int64(2), True, "x")] == ["1", "2", "True", "x"]
+    assert data.category(None) == data.MISSING
+    assert data.category([1, 2]) == "[1, 2]"  # not a class label: no error, its text

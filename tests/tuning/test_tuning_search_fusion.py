@@ -12,7 +12,7 @@ import pytest
 from tests.tuning.test_tuning_steps import drive_by_hand, without_seconds
 from tests.tuning.tuning_factories import make_rows, make_spec
 from tuning import data, persist
-from tuning.challenge import challenge, prepare
+from tuning.challenge import conclude, prepare, search
 from tuning.export import predict_sklearn
 from tuning.fusion import fused_candidate, fused_members, is_fused
 from tuning.search import SearchState, advance, evaluate, finish, pending, plan, tune
@@ -62,7 +62,8 @@ def frame(spec: ModelSpec, seed: int, n: int = 600) -> tuple[pd.DataFrame, np.nd
 def test_a_fusion_that_beats_the_best_run_is_the_challenger_and_exports(task: str) -> None:
     spec, seed = CASES[task]
     rows, labels = make_rows(spec, 600, seed=seed)
-    out = challenge(spec, prepare(spec, rows, labels), None)
+    split = prepare(spec, rows, labels)
+    out = conclude(spec, split, search(spec, split, None), None)
     best, n = out.candidate, out.holdout[0]
 
     assert best.kind == "fusion" and is_fused(best.pipeline)
