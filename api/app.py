@@ -133,7 +133,9 @@ class LoopserveAPI(FastAPI):
         await self.front(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's document, with predict and infer, which FastAPI never sees."""
-        if self.openapi_schema is None:
-            serving_paths(super().openapi())  # FastAPI keeps the document it returns
-        return super().openapi()
+        """FastAPI's document, with predict and infer, which FastAPI never sees (added to the
+        document FastAPI keeps, whenever it builds one)."""
+        document = super().openapi()
+        if "/v1/models/{name}/predict" not in document["paths"]:
+            serving_paths(document)
+        return document

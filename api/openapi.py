@@ -134,6 +134,7 @@ def serving_paths(document: dict[str, Any]) -> None:
         if path == "/v1/models/{name}/feedback":  # predict first, as the loop goes
             paths["/v1/models/{name}/predict"] = {"post": predict}
         paths[path] = item
+    paths.setdefault("/v1/models/{name}/predict", {"post": predict})
     statuses = [400, 401, 404, 413, 503]
     paths["/v2/models/{name}/infer"] = {
         "post": _operation(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -48,18 +49,10 @@ class Platform:
 
     # --- feedback ----------------------------------------------------------------------
 
-    def feedback(self, name: str, labels: Any) -> int:
-        """Store true labels, all or nothing; committed when this returns."""
-        if not isinstance(labels, list) or not labels:
-            raise InvalidData(
-                "labels must be a non-empty list",
-                [{"row": None, "field": "labels", "message": "must be a non-empty list"}],
-            )
-        ids = {
-            item["prediction_id"]
-            for item in labels
-            if isinstance(item, dict) and isinstance(item.get("prediction_id"), str)
-        }
+    def feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
+        """Store true labels (a non-empty list, as api.schemas.FeedbackRequest has it), all or
+        nothing, each checked by registry.data.add_feedback; committed when this returns."""
+        ids = {pid for item in labels if (pid := item.get("prediction_id")) is not None}
         if ids:
             self.log.flush()
             self._wait_for_predictions(name, ids)

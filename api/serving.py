@@ -23,12 +23,10 @@ import onnxruntime as ort
 from registry import catalog
 from registry.db import Database
 from registry.errors import NotFound
-from tuning.labels import MISSING as MISSING_CATEGORY
+from tuning.labels import MISSING as MISSING_CATEGORY  # how a missing category reaches a graph
 from tuning.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-
-# Missing categorical values reach the graph as this string (the pipelines were trained so).
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the prediction's features, and what was served for it, from the prediction log
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -56,7 +57,7 @@ def add_rows(session: Session, model: Model, spec: ModelSpec, rows: list[Any]) -
     return len(clean)
 
 
-def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: list[Any]) -> int:
+def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: Sequence[Any]) -> int:
     """Store true labels, by prediction id or with explicit features.
 
     A prediction id labelled again replaces its earlier label: it never counts twice.

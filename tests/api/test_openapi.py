@@ -122,3 +122,21 @@ def test_real_answers_fit_the_published_schemas(served, database_url, tmp_path) 
             r = keyed.post(path.format(name="churn"), json=body)
             assert r.status_code == 401
             _conforms(document, path, r)
+
+
+def test_the_documented_v2_types_are_the_codecs() -> None:
+    """The request side of infer is documented by hand: it must name what the codec reads
+    and writes, no more and no less."""
+    from types import SimpleNamespace
+    from typing import get_args
+
+    from api import schemas
+    from api.oip.decode import NUMERIC_TYPES
+    from api.oip.encode import _outputs
+
+    assert set(get_args(schemas.Datatype)) == {*NUMERIC_TYPES, "BYTES"}
+    served = set()
+    for task in ("classification", "regression"):
+        model = SimpleNamespace(spec=SimpleNamespace(task=task), classes=["no", "yes"])
+        served |= set(_outputs(model))  # type: ignore[arg-type]  # the two fields it reads
+    assert set(get_args(schemas.RequestOutput.model_fields["name"].annotation)) == served
