@@ -5,8 +5,8 @@ predicts a batch and only then learns that batch's labels, as loopserve's client
 scikit-learn ones are what a team without loopserve would run (fit once, or refit on a
 calendar); river's adaptive forest and tree are the online-learning state of the art. On a
 stream with an abrupt change one more learner runs as a reference, not a baseline: it is told
-where the change is and refits after every batch on the rows since it, so its recovery is what
-the stream's new concept allows a learner that loses no time at all.
+where the change is and refits on the rows since it (OracleLearner), so its recovery is what
+the new concept allows this pipeline when no time is lost finding the change.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ end of the first 500-row window (starting at the change, step 100) back within 2
 points (RMSE: 10 %) of that level — 500 is the least possible; "never" if it does not get back;
 not shown for an incremental change, which keeps moving. *oracle_refit* (abrupt changes only)
 is a reference, not a baseline: told where the change is, it refits the periodic refit's
-pipeline after every batch on the rows since the change alone, so its recovery is about the
-fastest the stream's new concept allows; it is never the "best baseline".
+pipeline on the rows since the change alone, after every batch for 5,000 rows and every 1,000
+rows after that; it is never the "best baseline".
 loopserve's *promotions* and *detections* are audit-log events during the stream, placed at
 the row being served then (a promotion is also shown at the first row its version served);
 *false alarms* are detections before the first change or on the stationary stream. A
