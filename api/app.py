@@ -20,7 +20,7 @@ from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
-from api.openapi import serving_paths
+from api.openapi import complete
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
 from api.routes import admin, health, models, v2
@@ -133,9 +133,9 @@ class LoopserveAPI(FastAPI):
         await self.front(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's document, with predict and infer, which FastAPI never sees (added to the
-        document FastAPI keeps, whenever it builds one)."""
+        """FastAPI's document, with predict and infer, which FastAPI never sees, and the bodies
+        the routes read themselves (api.openapi.complete, on the document FastAPI keeps,
+        whenever it builds one)."""
         document = super().openapi()
-        if "/v1/models/{name}/predict" not in document["paths"]:
-            serving_paths(document)
+        complete(document)
         return document

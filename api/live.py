@@ -1,16 +1,16 @@
 """Live performance and drift of the served models, as the routes and /metrics report them.
 
 Reads the shared database (registry.monitoring), computes with tuning.live once the session is
-closed (on SQLite every transaction holds the write lock), and answers plain dicts. Blocking:
-callers on the event loop run these in the thread pool.
+closed (on SQLite every transaction holds the write lock), and answers the routes' types
+(api.records). Blocking: callers on the event loop run these in the thread pool.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from api.records import DriftStatus, Performance
 from registry import catalog, monitoring
 from registry.db import Database
 from tuning import live
@@ -37,7 +37,7 @@ class Monitor:
 
     def performance(
         self, name: str, *, window: int, bucket_seconds: float, limit: int
-    ) -> dict[str, Any]:
+    ) -> Performance:
         """The spec's metric over the newest `limit` labelled predictions: by windows of
         `window` rows (all versions, and each version), by `bucket_seconds` of prediction
         time, the champion's newest `window`, and the marks of version changes and detected
@@ -61,36 +61,40 @@ class Monitor:
         at = [datetime.fromisoformat(m["at"]) for m in marks]
         for mark, position in zip(marks, live.positions_after(rows, at), strict=True):
             mark["row"] = position
-        return {
-            "model": name,
-            "metric": metric,
-            "greater_is_better": greater_is_better(metric),
-            "champion_version": version,
-            "current": {"version": version, "window": window, **now},
-            "by_rows": live.by_rows(metric, rows, window=window),
-            "by_version": live.by_version(metric, rows, window=window),
-            "by_time": live.by_time(metric, rows, bucket_seconds=bucket_seconds),
-            "events": marks,
-            "change": change,
-        }
+        return Performance.model_validate(
+            {
+                "model": name,
+                "metric": metric,
+                "greater_is_better": greater_is_better(metric),
+                "champion_version": version,
+                "current": {"version": version, "window": window, **now},
+                "by_rows": live.by_rows(metric, rows, window=window),
+                "by_version": live.by_version(metric, rows, window=window),
+                "by_time": live.by_time(metric, rows, bucket_seconds=bucket_seconds),
+                "events": marks,
+                "change": change,
+            }
+        )
 
-    def drift(self, name: str) -> dict[str, Any]:
+    def drift(self, name: str) -> DriftStatus:
         """The newest per-feature data-drift report and the concept detector's state."""
         with self.db.session() as s:
             model = catalog.get_model(s, name)
             spec = catalog.spec_of(model)
             champion = catalog.champion(s, model.id)
-            return {
-                "model": name,
-                "champion_version": champion.version if champion else None,
-                "data_drift": model.data_drift or None,
-                "concept": {
-                    "last_change": model.change or None,
-                    "detector": "ADWIN",
-                    "delta": spec.drift.delta,
-                    "min_rows": spec.drift.min_rows,
-                },
-            }
+            return DriftStatus.model_validate(
+                {
+                    "model": name,
+                    "champion_version": champion.version if champion else None,
+                    "data_drift": model.data_drift or None,
+                    "concept": {
+                        "last_change": model.change or None,
+                        "detector": "ADWIN",
+                        "delta": spec.drift.delta,
+                        "min_rows": spec.drift.min_rows,
+                    },
+                }
+            )
 
     def health(self) -> list[ModelHealth]:
         """Per model with a champion: its metric over its newest GAUGE_WINDOW labelled

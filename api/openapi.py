@@ -1,21 +1,35 @@
 """/openapi.json: FastAPI's document of its own routes, plus predict and infer, which
-api.fastpath answers in front of FastAPI and which are documented here from api.schemas.
+api.fastpath answers in front of FastAPI and which are documented here from api.schemas, and
+the bodies the admin routes read themselves (`json_request`, `UPLOAD_BODY`): JSON whatever
+its content type, or a CSV.
 
-Error answers are documented per status with an example, in each protocol's shape; feedback's
-route takes them through `failures`, the serving operations through `serving_paths`.
+Error answers are documented per status with an example, in each protocol's shape; the FastAPI
+routes take them through `failures`, the serving operations through `serving_paths`. FastAPI's
+own 422 (`HTTPValidationError`) describes a body this API never sends: `complete` drops it,
+and each route that can answer a 422 declares ours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api import auth, schemas
+from api import auth, errors, records, schemas
 
 Shape = Literal["v1", "v2"]
 REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _example(model: type[BaseModel]) -> Any:
+    return model.model_json_schema()["examples"][0]
+
 
 INVALID_INSTANCES = [
     {
@@ -58,14 +72,121 @@ STATUSES: dict[int, tuple[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An error status of a route: when it is answered, and an example of its detail."""
+
+    status: int
+    when: str
+    example: Any
+
+
+# The refusals of the platform's other routes (STATUSES are the serving operations').
+ADMIN_TOKEN = Refusal(
+    401, "No admin token, or not the admin token (LOOPSERVE_ADMIN_TOKEN).", auth.ADMIN_REQUIRED
+)
+NO_MODEL = Refusal(404, "No model of that name.", "model 'nope' not found")
+NO_VERSION = Refusal(
+    404, "No model of that name, or no such version of it.", "model 'churn' has no version 9"
+)
+NO_JOB = Refusal(404, "No job with that id.", "job '0123456789abcdef0123456789abcdef' not found")
+MODEL_EXISTS = Refusal(409, "A model of that name exists already.", "model 'churn' exists already")
+IS_CHAMPION = Refusal(
+    409, "The version is the champion already.", "version 2 is the champion already"
+)
+NO_PREVIOUS = Refusal(
+    409,
+    "The model has no champion, or no earlier champion to put back.",
+    "model 'churn' has no previous champion to roll back to",
+)
+DATABASE = Refusal(503, "The database is unreachable.", errors.DB_DOWN)
+BROKER = Refusal(
+    503,
+    "The job is recorded but the broker is unreachable (the job is sent once it is back, "
+    "with no restart), or the database is unreachable.",
+    "job 9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f is queued but the broker is unreachable "
+    "(OperationalError); it is sent again once the broker is back, with no restart needed. "
+    "Check LOOPSERVE_BROKER_URL.",
+)
+INVALID_SPEC = Refusal(
+    422,
+    "The spec is invalid: every offending field is listed.",
+    [
+        {
+            "loc": ["body", "features", 0, "type"],
+            "msg": "Input should be 'numeric' or 'categorical'",
+            "type": "literal_error",
+            "row": 0,
+            "field": "features[0].type",
+        }
+    ],
+)
+INVALID_ROWS = Refusal(
+    422,
+    "The body is not JSON with `rows`, nor a CSV with a header row, or rows do not fit the "
+    "spec: every offending row and field is listed.",
+    [
+        {
+            "loc": ["body", "rows", 0, "x1"],
+            "msg": "must be a finite number or null",
+            "row": 0,
+            "field": "rows[0].x1",
+        }
+    ],
+)
+INVALID_PROMOTION = Refusal(
+    422,
+    "The body is not JSON, or `version` is not a version number: each offending field is named.",
+    [
+        {
+            "loc": ["body", "version"],
+            "msg": "Input should be a valid integer",
+            "type": "int_type",
+            "row": None,
+            "field": "version",
+        }
+    ],
+)
+INVALID_ROLLBACK = Refusal(
+    422,
+    "The body is neither empty nor a JSON object with a text `reason`.",
+    [
+        {
+            "loc": ["body", "reason"],
+            "msg": "Input should be a valid string",
+            "type": "string_type",
+            "row": None,
+            "field": "reason",
+        }
+    ],
+)
+INVALID_QUERY = Refusal(
+    422,
+    "A query parameter is not a number or out of its range: each is named.",
+    [
+        {
+            "loc": ["query", "window"],
+            "msg": "Input should be greater than or equal to 10",
+            "type": "greater_than_equal",
+            "row": None,
+            "field": "window",
+        }
+    ],
+)
+
+
 def failures(
-    shape: Shape, *statuses: int, invalid: list[dict[str, Any]] | None = None
+    shape: Shape, *statuses: int | Refusal, invalid: list[dict[str, Any]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """FastAPI `responses` for these error statuses, with an example each; `invalid` replaces
-    the example problems of a 422."""
+    """FastAPI `responses` for these error statuses (by number, as the serving operations
+    answer them, or a Refusal), with an example each; `invalid` replaces the example problems
+    of a 422."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        when, detail = STATUSES[status]
+    for refusal in statuses:
+        if isinstance(refusal, Refusal):
+            status, when, detail = refusal.status, refusal.when, refusal.example
+        else:
+            status, (when, detail) = refusal, STATUSES[refusal]
         if status == 422 and invalid is not None:
             detail = invalid
         model: type[BaseModel] = schemas.ErrorV1 if shape == "v1" else schemas.ErrorV2
@@ -78,6 +199,23 @@ def failures(
     return out
 
 
+SPEC_EXAMPLES = {
+    "classifier": {
+        "summary": "A classifier over four numbers and a category",
+        "value": {
+            "name": schemas.EXAMPLE_MODEL,
+            "task": "classification",
+            "target": records.EXAMPLE_TARGET,
+            "features": [
+                {"name": "x1", "type": "numeric"},
+                {"name": "x2", "type": "numeric"},
+                {"name": "x3", "type": "numeric"},
+                {"name": "x4", "type": "numeric"},
+                {"name": "color", "type": "categorical"},
+            ],
+        },
+    }
+}
 FEEDBACK_EXAMPLES = {
     "by features": {
         "summary": "A label with the row's features",
@@ -100,22 +238,103 @@ _VERSION = {
 }
 
 
-def serving_paths(document: dict[str, Any]) -> None:
-    """Add predict and infer, and the schemas they use, to FastAPI's `document`."""
-    _, defs = models_json_schema(
-        [
-            (schemas.PredictRequest, "validation"),
-            (schemas.InferenceRequest, "validation"),
-            (schemas.PredictResponse, "serialization"),
-            (schemas.InferenceResponse, "serialization"),
-            (schemas.ErrorV1, "serialization"),
-            (schemas.ErrorV2, "serialization"),
-        ],
-        ref_template=REF,
-    )
+def json_request(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` documenting the JSON body a route reads itself (api.deps.json_model)
+    as `model`, with its example; `complete` adds the model to the document's schemas."""
+    content = {"schema": _ref(model), "examples": {"example": {"value": _example(model)}}}
+    return {"requestBody": {"required": required, "content": {"application/json": content}}}
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": _ref(records.UploadRequest),
+                "examples": {"rows": {"value": _example(records.UploadRequest)}},
+            },
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "description": "A header row naming every feature and the target, then a "
+                    "row per line; numeric features are parsed as numbers, empty cells are "
+                    "missing values.",
+                },
+                "examples": {"csv": {"value": records.EXAMPLE_CSV}},
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "contentMediaType": "text/csv",
+                            "description": "The CSV, as a text/csv body has it.",
+                        }
+                    },
+                },
+            },
+        },
+    }
+}
+# The bodies documented here, not by FastAPI: (model, the side of it the document shows).
+DOCUMENTED: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (schemas.PredictRequest, "validation"),
+    (schemas.InferenceRequest, "validation"),
+    (schemas.PredictResponse, "serialization"),
+    (schemas.InferenceResponse, "serialization"),
+    (schemas.ErrorV1, "serialization"),
+    (schemas.ErrorV2, "serialization"),
+    (records.UploadRequest, "validation"),
+    (records.PromoteRequest, "validation"),
+    (records.RollbackRequest, "validation"),
+]
+
+
+def complete(document: dict[str, Any]) -> None:
+    """FastAPI's `document` made whole (again, whenever FastAPI rebuilds it): predict and
+    infer, the schemas of the bodies documented here, and FastAPI's 422s dropped."""
+    if "/v1/models/{name}/predict" in document["paths"]:
+        return  # completed when FastAPI built it
+    serving_paths(document)
+    _, defs = models_json_schema(DOCUMENTED, ref_template=REF)
     components = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in defs["$defs"].items():
         components.setdefault(name, schema)
+    _restore_examples(components)
+    _drop_fastapi_422(document)
+
+
+def _restore_examples(components: dict[str, Any]) -> None:
+    """FastAPI drops every null from its document, the models' examples included (a job's
+    `"result": null`): put the models' own examples back."""
+    for module in (schemas, records):
+        for model in vars(module).values():
+            mine = isinstance(model, type) and model.__module__ == module.__name__
+            if mine and issubclass(model, BaseModel):
+                shown = model.model_json_schema().get("examples")
+                if shown and model.__name__ in components:
+                    components[model.__name__]["examples"] = shown
+
+
+def _drop_fastapi_422(document: dict[str, Any]) -> None:
+    """FastAPI documents a 422 `HTTPValidationError` for every route with a parameter; this
+    API's 422s are ErrorV1 (api.errors), declared by the routes that can answer one."""
+    theirs = REF.format(model="HTTPValidationError")
+    for item in document["paths"].values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer and answer["content"]["application/json"]["schema"] == {"$ref": theirs}:
+                del operation["responses"]["422"]
+    components = document.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+
+
+def serving_paths(document: dict[str, Any]) -> None:
+    """Add predict and infer to FastAPI's `document` (their schemas are added by
+    `complete`)."""
     predict = _operation(
         "v1",
         "predict",
@@ -208,11 +427,3 @@ def _operation(
         "responses": responses,
         "security": [{"HTTPBearer": []}],
     }
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
-
-
-def _example(model: type[BaseModel]) -> Any:
-    return model.model_json_schema()["examples"][0]

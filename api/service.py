@@ -13,6 +13,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.predlog import PredictionLog
+from api.records import (
+    EventRecord,
+    JobRecord,
+    ModelRecord,
+    Promoted,
+    Readiness,
+    RetrainQueued,
+    RolledBack,
+    VersionRecord,
+)
 from api.serving import ModelCache
 from registry import catalog, data, events, jobs
 from registry.db import Database
@@ -73,9 +83,9 @@ class Platform:
 
     # --- administration ----------------------------------------------------------------
 
-    def create_model(self, spec: ModelSpec, *, actor: str) -> dict[str, Any]:
+    def create_model(self, spec: ModelSpec, *, actor: str) -> ModelRecord:
         with self.db.session() as s:
-            out = self._model_dict(s, catalog.create_model(s, spec, actor=actor))
+            out = self._model_record(s, catalog.create_model(s, spec, actor=actor))
         self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
         return out
 
@@ -91,12 +101,12 @@ class Platform:
             events.record(s, model.id, "data_uploaded", actor=actor, detail={"rows": n})
             return n
 
-    def retrain(self, name: str, *, actor: str) -> dict[str, Any]:
+    def retrain(self, name: str, *, actor: str) -> RetrainQueued:
         """Create or join the model's retrain job; send it only once it is committed."""
         with self.db.session() as s:
             model = catalog.get_model(s, name)
             job, created = jobs.submit(s, model, trigger=Trigger.ADMIN, actor=actor)
-            out = {"job_id": job.id, "status": job.status, "joined": not created}
+            out = RetrainQueued(job_id=job.id, status=job.status, joined=not created)
         if created:
             try:
                 self.sender.send_retrain(job.id)
@@ -111,33 +121,35 @@ class Platform:
                 ) from exc
         return out
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> JobRecord:
         with self.db.session() as s:
-            return jobs.as_dict(jobs.get(s, job_id))
+            return JobRecord.model_validate(jobs.as_dict(jobs.get(s, job_id)))
 
-    def promote(self, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:
+    def promote(self, name: str, version: int, *, actor: str, reason: str | None) -> Promoted:
         with self.db.session() as s:
             model = catalog.get_model(s, name, lock=True)
             target = catalog.get_version(s, model, version)
+            reason = reason or "manual promotion"
             previous = catalog.promote(s, model, target, actor=actor, reason=reason)
-            out = {
-                "model": name,
-                "champion_version": target.version,
-                "previous_version": previous.version if previous else None,
-            }
+            out = Promoted(
+                model=name,
+                champion_version=target.version,
+                previous_version=previous.version if previous else None,
+            )
         self._announce(name, target.version)
         return out
 
-    def rollback(self, name: str, *, actor: str, reason: str) -> dict[str, Any]:
+    def rollback(self, name: str, *, actor: str, reason: str | None) -> RolledBack:
         with self.db.session() as s:
             model = catalog.get_model(s, name, lock=True)
             current = catalog.champion(s, model.id)
+            reason = reason or "manual rollback"
             restored = catalog.rollback(s, model, actor=actor, reason=reason)
-            out = {
-                "model": name,
-                "champion_version": restored.version,
-                "retired_version": current.version if current else None,
-            }
+            out = RolledBack(
+                model=name,
+                champion_version=restored.version,
+                retired_version=current.version if current else None,
+            )
         self._announce(name, restored.version)
         return out
 
@@ -146,55 +158,71 @@ class Platform:
         self.cache.wake(name)
         self.notifier.publish(name, version)
 
-    def events(self, model: str | None) -> list[dict[str, Any]]:
+    def events(self, model: str | None) -> list[EventRecord]:
         with self.db.session() as s:
             if model is not None:
                 catalog.get_model(s, model)
-            return events.list_events(s, model)
+            return [EventRecord.model_validate(e) for e in events.list_events(s, model)]
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self) -> list[ModelRecord]:
         with self.db.session() as s:
-            return [self._model_dict(s, m) for m in catalog.list_models(s)]
+            return [self._model_record(s, m) for m in catalog.list_models(s)]
 
-    def model(self, name: str) -> dict[str, Any]:
+    def model(self, name: str) -> ModelRecord:
         with self.db.session() as s:
-            return self._model_dict(s, catalog.get_model(s, name))
+            return self._model_record(s, catalog.get_model(s, name))
 
-    def versions(self, name: str) -> list[dict[str, Any]]:
+    def versions(self, name: str) -> list[VersionRecord]:
         with self.db.session() as s:
             model = catalog.get_model(s, name)
-            return [_version_dict(v) for v in catalog.versions(s, model.id)]
+            return [_version_record(v) for v in catalog.versions(s, model.id)]
 
-    def _model_dict(self, s: Session, model: Model) -> dict[str, Any]:
+    def _model_record(self, s: Session, model: Model) -> ModelRecord:
         champ = catalog.champion(s, model.id)
-        served = self.cache.versions().get(model.name)
-        return {
-            "name": model.name,
-            "spec": model.spec,
-            "classes": model.classes,
-            "champion": _version_dict(champ) if champ else None,
-            "served_version": served,
-            "labelled_rows": data.rows_after(s, model.id, None),
-            "created_at": model.created_at.isoformat(),
-        }
+        return ModelRecord(
+            name=model.name,
+            spec=catalog.spec_of(model),
+            classes=model.classes,
+            champion=_version_record(champ) if champ else None,
+            served_version=self.cache.versions().get(model.name),
+            labelled_rows=data.rows_after(s, model.id, None),
+            created_at=model.created_at.isoformat(),
+        )
+
+    # --- health ------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        """Ready when the database answers and the champions were loaded once."""
+        problems = []
+        try:
+            self.db.ping()
+        except Exception as exc:
+            problems.append(f"database unreachable: {type(exc).__name__}")
+        if not self.cache.loaded_once.is_set():
+            problems.append("champions not loaded yet")
+        return Readiness(
+            status="not ready" if problems else "ready",
+            problems=problems,
+            models=self.cache.versions(),
+        )
 
 
-def _version_dict(v: ModelVersion) -> dict[str, Any]:
-    return {
-        "version": v.version,
-        "stage": v.stage,
-        "kind": v.kind,
-        "params": v.params,
-        "metrics": v.metrics,
-        "data_window": v.data_window,
-        "parent_version": v.parent_version,
-        "reason": v.reason,
-        "onnx_sha256": v.onnx_sha256,
-        "classes": v.classes,
-        "job_id": v.job_id,
-        "created_at": v.created_at.isoformat(),
-        "promoted_at": v.promoted_at.isoformat() if v.promoted_at else None,
-    }
+def _version_record(v: ModelVersion) -> VersionRecord:
+    return VersionRecord(
+        version=v.version,
+        stage=v.stage,
+        kind=v.kind,
+        params=v.params,
+        metrics=v.metrics,
+        data_window=v.data_window,
+        parent_version=v.parent_version,
+        reason=v.reason,
+        onnx_sha256=v.onnx_sha256,
+        classes=v.classes,
+        job_id=v.job_id,
+        created_at=v.created_at.isoformat(),
+        promoted_at=v.promoted_at.isoformat() if v.promoted_at else None,
+    )
 
 
 __all__ = ["BrokerUnavailable", "NotFound", "Platform"]

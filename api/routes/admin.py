@@ -2,36 +2,81 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.csv_rows import parse_csv
-from api.deps import Admin, PlatformDep, field, json_body
+from api.deps import Admin, PlatformDep, field, json_body, json_model
 from api.errors import MalformedInput
+from api.openapi import (
+    ADMIN_TOKEN,
+    BROKER,
+    DATABASE,
+    INVALID_PROMOTION,
+    INVALID_ROLLBACK,
+    INVALID_ROWS,
+    INVALID_SPEC,
+    IS_CHAMPION,
+    MODEL_EXISTS,
+    NO_JOB,
+    NO_MODEL,
+    NO_PREVIOUS,
+    NO_VERSION,
+    SPEC_EXAMPLES,
+    UPLOAD_BODY,
+    failures,
+    json_request,
+)
+from api.records import (
+    EventRecord,
+    JobRecord,
+    ModelRecord,
+    Promoted,
+    PromoteRequest,
+    RetrainQueued,
+    RollbackRequest,
+    RolledBack,
+    RowsAccepted,
+)
 from tuning.spec import ModelSpec
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-@router.post("/models", status_code=201)
-async def create_model(spec: ModelSpec, platform: PlatformDep, actor: Admin) -> dict[str, Any]:
+@router.post(
+    "/models",
+    status_code=201,
+    responses=failures("v1", ADMIN_TOKEN, MODEL_EXISTS, INVALID_SPEC, DATABASE),
+)
+async def create_model(
+    actor: Admin,
+    spec: Annotated[ModelSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    platform: PlatformDep,
+) -> ModelRecord:
+    """A new model; upload labelled rows for it, then retrain it to get a champion."""
     return await run_in_threadpool(platform.create_model, spec, actor=actor)
 
 
-@router.post("/models/{name}/data", status_code=202)
-async def upload(name: str, request: Request, platform: PlatformDep, actor: Admin) -> dict:
-    """Labelled rows as JSON `{"rows": [...]}`, a text/csv body, or a multipart CSV `file`."""
+@router.post(
+    "/models/{name}/data",
+    status_code=202,
+    responses=failures("v1", ADMIN_TOKEN, NO_MODEL, INVALID_ROWS, DATABASE),
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload(name: str, actor: Admin, request: Request, platform: PlatformDep) -> RowsAccepted:
+    """Labelled rows as JSON `{"rows": [...]}`, a text/csv body, or a multipart CSV `file`;
+    all or nothing, committed before the 202."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith(("text/csv", "multipart/form-data")):
         text = await _csv_text(request, ctype)
         model = await run_in_threadpool(platform.model, name)
-        rows = parse_csv(ModelSpec.model_validate(model["spec"]), text)
+        rows = parse_csv(model.spec, text)
     else:
         rows = field(await json_body(request), "rows")
     accepted = await run_in_threadpool(platform.upload, name, rows, actor=actor)
-    return {"accepted": accepted}
+    return RowsAccepted(accepted=accepted)
 
 
 async def _csv_text(request: Request, ctype: str) -> str:
@@ -49,37 +94,59 @@ async def _csv_text(request: Request, ctype: str) -> str:
         raise MalformedInput("the CSV is not UTF-8 text", field="file") from exc
 
 
-@router.post("/models/{name}/retrain", status_code=202)
-async def retrain(name: str, platform: PlatformDep, actor: Admin) -> dict[str, Any]:
+@router.post(
+    "/models/{name}/retrain",
+    status_code=202,
+    responses=failures("v1", ADMIN_TOKEN, NO_MODEL, BROKER),
+)
+async def retrain(name: str, actor: Admin, platform: PlatformDep) -> RetrainQueued:
+    """Start the model's retrain job, or join the open one."""
     return await run_in_threadpool(platform.retrain, name, actor=actor)
 
 
-@router.get("/jobs/{job_id}")
-async def job(job_id: str, platform: PlatformDep, _: Admin) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", responses=failures("v1", ADMIN_TOKEN, NO_JOB, DATABASE))
+async def job(job_id: str, _: Admin, platform: PlatformDep) -> JobRecord:
     return await run_in_threadpool(platform.job, job_id)
 
 
-@router.post("/models/{name}/promote")
-async def promote(name: str, request: Request, platform: PlatformDep, actor: Admin) -> dict:
-    body = await json_body(request)
-    version = field(body, "version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise MalformedInput("version must be an integer", field="version")
-    reason = body.get("reason") or "manual promotion"
-    return await run_in_threadpool(platform.promote, name, version, actor=actor, reason=reason)
+@router.post(
+    "/models/{name}/promote",
+    responses=failures("v1", ADMIN_TOKEN, NO_VERSION, IS_CHAMPION, INVALID_PROMOTION, DATABASE),
+    openapi_extra=json_request(PromoteRequest),
+)
+async def promote(
+    name: str,
+    actor: Admin,
+    body: Annotated[PromoteRequest, Depends(json_model(PromoteRequest))],
+    platform: PlatformDep,
+) -> Promoted:
+    """Make a version the champion; the one it replaces is archived."""
+    return await run_in_threadpool(
+        platform.promote, name, body.version, actor=actor, reason=body.reason
+    )
 
 
-@router.post("/models/{name}/rollback")
-async def rollback(name: str, request: Request, platform: PlatformDep, actor: Admin) -> dict:
-    body = await request.body()
-    reason = "manual rollback"
-    if body:
-        parsed = await json_body(request)
-        if isinstance(parsed, dict) and parsed.get("reason"):
-            reason = str(parsed["reason"])
-    return await run_in_threadpool(platform.rollback, name, actor=actor, reason=reason)
+@router.post(
+    "/models/{name}/rollback",
+    responses=failures("v1", ADMIN_TOKEN, NO_MODEL, NO_PREVIOUS, INVALID_ROLLBACK, DATABASE),
+    openapi_extra=json_request(RollbackRequest, required=False),
+)
+async def rollback(
+    name: str,
+    actor: Admin,
+    body: Annotated[RollbackRequest, Depends(json_model(RollbackRequest, optional=True))],
+    platform: PlatformDep,
+) -> RolledBack:
+    """Put the previous champion back; the one it replaces is retired, so a second rollback
+    goes one step further back."""
+    return await run_in_threadpool(platform.rollback, name, actor=actor, reason=body.reason)
 
 
-@router.get("/events")
-async def list_events(platform: PlatformDep, _: Admin, model: str | None = None) -> list[dict]:
+@router.get("/events", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, DATABASE))
+async def list_events(
+    platform: PlatformDep,
+    _: Admin,
+    model: Annotated[str | None, Query(description="Only this model's entries.")] = None,
+) -> list[EventRecord]:
+    """The audit log, newest first (at most 200 entries), of one model when `model` is given."""
     return await run_in_threadpool(platform.events, model)

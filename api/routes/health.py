@@ -3,39 +3,35 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PlatformDep
-from api.responses import JSONResponse
+from api.records import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-async def readyz(platform: PlatformDep) -> JSONResponse:
-    problems = []
-    try:
-        await run_in_threadpool(platform.db.ping)
-    except Exception as exc:
-        problems.append(f"database unreachable: {type(exc).__name__}")
-    if not platform.cache.loaded_once.is_set():
-        problems.append("champions not loaded yet")
-    body = {
-        "status": "ready" if not problems else "not ready",
-        "problems": problems,
-        "models": platform.cache.versions(),
-    }
-    return JSONResponse(body, status_code=200 if not problems else 503)
+@router.get(
+    "/readyz",
+    responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
+)
+async def readyz(platform: PlatformDep, response: Response) -> Readiness:
+    """Ready once the database answers and the champions were loaded (503 until then)."""
+    readiness = await run_in_threadpool(platform.readiness)
+    response.status_code = 200 if readiness.status == "ready" else 503
+    return readiness
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
+    """The Prometheus exposition format."""
     # In the thread pool: the live series (api.metrics.LiveCollector) read the database.
     text = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
     return Response(text, media_type=CONTENT_TYPE_LATEST)

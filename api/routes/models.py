@@ -3,34 +3,44 @@ api.fastpath."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Client, MonitorDep, PlatformDep
-from api.openapi import FEEDBACK_EXAMPLES, INVALID_LABELS, failures
+from api.openapi import (
+    DATABASE,
+    FEEDBACK_EXAMPLES,
+    INVALID_LABELS,
+    INVALID_QUERY,
+    NO_MODEL,
+    failures,
+)
+from api.records import DriftStatus, ModelRecord, Performance, VersionRecord
 from api.schemas import FeedbackAccepted, FeedbackRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("")
-async def list_models(platform: PlatformDep) -> list[dict[str, Any]]:
+@router.get("", responses=failures("v1", DATABASE))
+async def list_models(platform: PlatformDep) -> list[ModelRecord]:
+    """Every model, by name."""
     return await run_in_threadpool(platform.models)
 
 
-@router.get("/{name}")
-async def get_model(name: str, platform: PlatformDep) -> dict[str, Any]:
+@router.get("/{name}", responses=failures("v1", NO_MODEL, DATABASE))
+async def get_model(name: str, platform: PlatformDep) -> ModelRecord:
     return await run_in_threadpool(platform.model, name)
 
 
-@router.get("/{name}/versions")
-async def list_versions(name: str, platform: PlatformDep) -> list[dict[str, Any]]:
+@router.get("/{name}/versions", responses=failures("v1", NO_MODEL, DATABASE))
+async def list_versions(name: str, platform: PlatformDep) -> list[VersionRecord]:
+    """Every version of the model, oldest first."""
     return await run_in_threadpool(platform.versions, name)
 
 
-@router.get("/{name}/performance")
+@router.get("/{name}/performance", responses=failures("v1", NO_MODEL, INVALID_QUERY, DATABASE))
 async def performance(
     name: str,
     monitor: MonitorDep,
@@ -49,7 +59,7 @@ async def performance(
     limit: Annotated[
         int, Query(ge=1, le=200_000, description="Newest labelled predictions read.")
     ] = 20_000,
-) -> dict[str, Any]:
+) -> Performance:
     """The live metric from feedback: by windows of rows (all and per version), by time,
     the champion's newest window, and version changes and detected changes marked."""
     return await run_in_threadpool(
@@ -57,8 +67,8 @@ async def performance(
     )
 
 
-@router.get("/{name}/drift")
-async def drift(name: str, monitor: MonitorDep) -> dict[str, Any]:
+@router.get("/{name}/drift", responses=failures("v1", NO_MODEL, DATABASE))
+async def drift(name: str, monitor: MonitorDep) -> DriftStatus:
     """The newest per-feature data-drift report and the concept-change detector's state."""
     return await run_in_threadpool(monitor.drift, name)
 
