@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from api.predlog import PredictionLog
-from api.serving import Columns, LoadedModel, ModelCache
+from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
 
 
 class BatchTooLarge(ValueError):
@@ -23,6 +23,15 @@ class BatchTooLarge(ValueError):
 
 class VersionNotServed(LookupError):
     """A version was asked for that this replica does not serve (only champions are loaded)."""
+
+
+def parse_version(version: str | None) -> int | None:
+    """The version of a `/versions/{v}` path; VersionNotServed when it is not a number."""
+    if version is None:
+        return None
+    if not version.isdigit():
+        raise VersionNotServed(f"version {version!r} is not a version number")
+    return int(version)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,19 @@ class DataPlane:
         if version is not None and version != model.version:
             raise VersionNotServed(f"model {name} serves version {model.version}, not {version}")
         return model
+
+    def loaded(self) -> bool:
+        """Whether this replica loaded the champions at least once."""
+        return self.cache.loaded_once.is_set()
+
+    def ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model's champion (of the version of a `/versions/{v}` path) is served
+        here; NotFound for an unknown model."""
+        try:
+            self.model(name, parse_version(version))
+        except (ModelNotReady, VersionNotServed):
+            return False
+        return True
 
     def check_size(self, n: int) -> None:
         if n > self.max_batch_rows:

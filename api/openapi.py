@@ -108,6 +108,12 @@ BROKER = Refusal(
     "(OperationalError); it is sent again once the broker is back, with no restart needed. "
     "Check LOOPSERVE_BROKER_URL.",
 )
+NOT_SERVED = Refusal(
+    503,
+    "No champion of the model is loaded on this replica (yet); the message says why.",
+    "model churn has no champion loaded yet: upload labelled data and retrain it "
+    "(POST /v1/admin/models/churn/retrain), then retry",
+)
 INVALID_SPEC = Refusal(
     422,
     "The spec is invalid: every offending field is listed.",

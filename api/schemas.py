@@ -1,5 +1,6 @@
-"""The request and response types of predict, infer and feedback, from which /openapi.json
-documents them (api.openapi).
+"""The request and response types of predict, infer and feedback, and of the Open Inference
+Protocol's health and metadata routes, from which /openapi.json documents them (api.openapi).
+The platform's other routes have theirs in api.records.
 
 Feedback is validated by `FeedbackRequest`; the rows' values are then checked against the
 model's spec by the registry, which names every offending row and field. Predict and infer are
@@ -249,4 +250,73 @@ class InferenceResponse(BaseModel):
                 }
             ]
         },
+    )
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str] = Field(description="Protocol extensions this server implements.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "loopserve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+            ]
+        }
+    )
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool = Field(description="Whether the champions were loaded (503 until they are).")
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Literal["FP32", "BYTES"]
+    shape: list[int] = Field(description="-1 is the batch dimension.")
+
+
+class ModelMetadata(BaseModel):
+    """What is served: one input per feature, the outputs infer can answer."""
+
+    name: str
+    versions: list[str] = Field(description="The version served (the champion's).")
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": EXAMPLE_MODEL,
+                    "versions": ["3"],
+                    "platform": "onnxruntime_onnx",
+                    "inputs": [
+                        {"name": "x1", "datatype": "FP32", "shape": [-1, 1]},
+                        {"name": "x2", "datatype": "FP32", "shape": [-1, 1]},
+                        {"name": "x3", "datatype": "FP32", "shape": [-1, 1]},
+                        {"name": "x4", "datatype": "FP32", "shape": [-1, 1]},
+                        {"name": "color", "datatype": "BYTES", "shape": [-1, 1]},
+                    ],
+                    "outputs": [
+                        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+                        {"name": "prediction_id", "datatype": "BYTES", "shape": [-1]},
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool = Field(
+        description="Whether this replica serves the model's champion (of that version)."
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.dataplane import DataPlane, VersionNotServed
+from api.dataplane import DataPlane, parse_version
 from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 
 NUMERIC_TYPES = {
@@ -55,15 +55,6 @@ class InferRequest:
     outputs: dict[str, bool] | None  # requested output -> binary; None: all, per `binary_all`
     binary_all: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_version(version: str | None) -> int | None:
-    """The version of a `/versions/{v}` path; VersionNotServed when it is not a number."""
-    if version is None:
-        return None
-    if not version.isdigit():
-        raise VersionNotServed(f"version {version!r} is not a version number")
-    return int(version)
 
 
 def decode_infer(

@@ -3,36 +3,40 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 
 from api.dataplane import Served
 from api.oip.decode import InferRequest, ProtocolError
+from api.schemas import ModelMetadata, ServerMetadata, TensorMetadata
 from api.serving import LoadedModel
 
-SERVER = {"name": "loopserve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+SERVER = ServerMetadata(name="loopserve", version="0.1.0", extensions=["binary_tensor_data"])
+Datatype = Literal["FP32", "BYTES"]
 
 
-def metadata(model: LoadedModel) -> dict[str, Any]:
+def metadata(model: LoadedModel) -> ModelMetadata:
     """What is served: one input per feature, the outputs of `outputs()`; -1 is the batch."""
     inputs = [
-        {"name": f.name, "datatype": "FP32" if f.type == "numeric" else "BYTES", "shape": [-1, 1]}
+        TensorMetadata(
+            name=f.name, datatype="FP32" if f.type == "numeric" else "BYTES", shape=[-1, 1]
+        )
         for f in model.spec.features
     ]
-    return {
-        "name": model.name,
-        "versions": [str(model.version)],
-        "platform": "onnxruntime_onnx",
-        "inputs": inputs,
-        "outputs": [
-            {"name": n, "datatype": d, "shape": s} for n, (d, s) in _outputs(model).items()
-        ],
-    }
+    outputs = [TensorMetadata(name=n, datatype=d, shape=s) for n, (d, s) in _outputs(model).items()]
+    return ModelMetadata(
+        name=model.name,
+        versions=[str(model.version)],
+        platform="onnxruntime_onnx",
+        inputs=inputs,
+        outputs=outputs,
+    )
 
 
-def _outputs(model: LoadedModel) -> dict[str, tuple[str, list[int]]]:
+def _outputs(model: LoadedModel) -> dict[str, tuple[Datatype, list[int]]]:
+    out: dict[str, tuple[Datatype, list[int]]]
     if model.spec.task == "regression":
         out = {"variable": ("FP32", [-1, 1])}
     else:

@@ -5,45 +5,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from api.dataplane import VersionNotServed
+from api.dataplane import parse_version
 from api.deps import DataPlaneDep
 from api.oip import encode
-from api.oip.decode import parse_version
-from api.responses import JSONResponse
-from api.serving import ModelNotReady
+from api.openapi import NO_MODEL, NOT_SERVED, failures
+from api.schemas import ModelMetadata, ModelReady, ServerLive, ServerMetadata, ServerReady
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
 
 @router.get("")
-async def server_metadata() -> dict[str, Any]:
+async def server_metadata() -> ServerMetadata:
     return encode.SERVER
 
 
 @router.get("/health/live")
-async def live() -> dict[str, bool]:
-    return {"live": True}
+async def live() -> ServerLive:
+    return ServerLive(live=True)
 
 
-@router.get("/health/ready")
-async def ready(plane: DataPlaneDep) -> JSONResponse:
-    ok = plane.cache.loaded_once.is_set()
-    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+@router.get(
+    "/health/ready",
+    responses={503: {"model": ServerReady, "description": "The champions are not loaded yet."}},
+)
+async def ready(plane: DataPlaneDep, response: Response) -> ServerReady:
+    ok = plane.loaded()
+    response.status_code = 200 if ok else 503
+    return ServerReady(ready=ok)
 
 
-@router.get("/models/{name}")
-@router.get("/models/{name}/versions/{version}")
-async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
+@router.get("/models/{name}", responses=failures("v2", 404, NOT_SERVED))
+@router.get("/models/{name}/versions/{version}", responses=failures("v2", 404, NOT_SERVED))
+async def model_metadata(
+    name: str, plane: DataPlaneDep, version: str | None = None
+) -> ModelMetadata:
     return encode.metadata(plane.model(name, parse_version(version)))
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
-async def model_ready(name: str, plane: DataPlaneDep, version: str | None = None) -> Any:
-    try:
-        plane.model(name, parse_version(version))
-    except (ModelNotReady, VersionNotServed):
-        return JSONResponse({"name": name, "ready": False}, status_code=503)
-    return {"name": name, "ready": True}
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ModelReady, "description": "No champion (of that version) served here."}
+}
+
+
+@router.get("/models/{name}/ready", responses=failures("v2", NO_MODEL) | _NOT_READY)
+@router.get(
+    "/models/{name}/versions/{version}/ready", responses=failures("v2", NO_MODEL) | _NOT_READY
+)
+async def model_ready(
+    name: str, plane: DataPlaneDep, response: Response, version: str | None = None
+) -> ModelReady:
+    ok = plane.ready(name, version)
+    response.status_code = 200 if ok else 503
+    return ModelReady(name=name, ready=ok)
