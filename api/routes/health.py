@@ -30,6 +30,7 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
         "status": "ready" if not problems else "not ready",
         "problems": problems,
         "models": platform.cache.versions(),
+        "not_ready": platform.cache.not_ready(),  # per model; the others are served
     }
     return JSONResponse(body, status_code=200 if not problems else 503)
 
