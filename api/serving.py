@@ -241,7 +241,9 @@ class ModelCache:
     def refresh(self) -> list[LoadedModel]:
         """Load every champion whose pointer moved; publish them in one swap.
 
-        A champion that will not load is logged once and tried again after
+        A champion is its version, not only its artifact: a promoted version whose bytes are
+        those served reuses the loaded session under its own number, which every answer then
+        gives. A champion that will not load is logged once and tried again after
         RETRY_FAILED_SECONDS, not at every poll; what was served before stays served. Database
         errors end the refresh (the poller retries); anything else is the artifact's.
         """
@@ -256,6 +258,8 @@ class ModelCache:
                 for name, (version, sha) in pointers.items():
                     served = current.get(name)
                     if served is not None and served.sha256 == sha:
+                        if served.version != version:
+                            fresh.append(replace(served, version=version))
                         continue
                     before = known.get(name)
                     again = before is not None and (before.version, before.sha256) == (version, sha)

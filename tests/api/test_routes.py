@@ -383,6 +383,38 @@ def test_a_new_champion_that_will_not_load_leaves_the_old_one_served_and_says_so
         time.sleep(0.02)
 
 
+def test_promoting_a_version_with_the_served_bytes_serves_its_number(served) -> None:  # type: ignore[no-untyped-def]
+    """Identical ONNX bytes under a new version number: every answer gives the new number."""
+    client, db = served
+    with db.session() as s:
+        model = catalog.get_model(s, "churn", lock=True)
+        v1 = catalog.get_version(s, model, 1)
+        onnx = catalog.get_artifact(s, v1.onnx_sha256)
+        new = NewVersion("refit", onnx, None, {}, {}, {}, v1.classes, None, "same graph", None)
+        number = catalog.register_version(s, model, new, stage="challenger").version
+    r = client.post("/v1/admin/models/churn/promote", json={"version": number}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["champion_version"] == number
+    instances = features_only(churn_rows(2, seed=3))
+    deadline = time.monotonic() + 10
+    while _predict(client, instances)["version"] != number:
+        assert time.monotonic() < deadline, "the promoted version number is not served"
+        time.sleep(0.02)
+    assert client.get(f"/v2/models/churn/versions/{number}/ready").status_code == 200
+    assert client.get("/v2/models/churn/versions/1/ready").status_code == 503
+    assert client.get("/v2/models/churn").json()["versions"] == [str(number)]
+    tensors = {
+        "inputs": [
+            {"name": k, "datatype": "BYTES" if k == "color" else "FP64", "shape": [1], "data": [v]}
+            for k, v in instances[0].items()
+        ]
+    }
+    r = client.post(f"/v2/models/churn/versions/{number}/infer", json=tensors)
+    assert r.status_code == 200 and r.json()["model_version"] == str(number), r.text
+    assert client.get("/readyz").json()["models"] == {"churn": number}
+    assert client.get("/v1/models/churn").json()["served_version"] == number
+    assert f'loopserve_served_version{{model="churn"}} {number}.0' in client.get("/metrics").text
+
+
 def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]
     """`live` sends every ONNX call to the thread pool, `served` runs these on the loop."""
     client, _ = served
