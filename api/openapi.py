@@ -64,8 +64,8 @@ STATUSES: dict[int, tuple[str, Any]] = {
     ),
     422: ("Invalid input: every offending row and field is listed.", INVALID_INSTANCES),
     503: (
-        "No champion loaded yet, or the database is down or not keeping up; the message says "
-        "what to do.",
+        "No champion loaded yet, the champion's artifact failed to load, or the database is "
+        "down or not keeping up; the message says what to do.",
         "model churn has no champion loaded yet: upload labelled data and retrain it "
         "(POST /v1/admin/models/churn/retrain), then retry",
     ),

@@ -474,8 +474,17 @@ class Readiness(Answer):
     status: Literal["ready", "not ready"]
     problems: list[str] = Field(description="What keeps it from being ready.")
     models: dict[str, int] = Field(description="Champion versions loaded, by model.")
+    not_ready: dict[str, str] = Field(
+        description="Models whose champion could not be loaded, and what is served instead; "
+        "the other models are served."
+    )
 
     model_config = _examples(
-        {"status": "ready", "problems": [], "models": {EXAMPLE_MODEL: 3}},
-        {"status": "not ready", "problems": ["champions not loaded yet"], "models": {}},
+        {"status": "ready", "problems": [], "models": {EXAMPLE_MODEL: 3}, "not_ready": {}},
+        {
+            "status": "not ready",
+            "problems": ["champions not loaded yet"],
+            "models": {},
+            "not_ready": {},
+        },
     )

@@ -204,6 +204,7 @@ class Platform:
             status="not ready" if problems else "ready",
             problems=problems,
             models=self.cache.versions(),
+            not_ready=self.cache.not_ready(),
         )
 
 

@@ -19,10 +19,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import onnxruntime as ort
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from registry import catalog
 from registry.db import Database
-from registry.errors import NotFound
+from registry.errors import CorruptArtifact, NotFound
 from tuning.labels import MISSING as MISSING_CATEGORY  # how a missing category reaches a graph
 from tuning.spec import ModelSpec
 
@@ -113,7 +115,7 @@ def load_model(
     """A session for the artifact, checked against its sha256 and timed on a dummy batch so
     that requests know from how many rows its calls outlast `inline_seconds`."""
     if hashlib.sha256(onnx).hexdigest() != sha256:
-        raise ValueError(f"{name} v{version}: artifact does not match its sha256")
+        raise CorruptArtifact(f"{name} v{version}: artifact does not match its sha256")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -154,6 +156,19 @@ def _seconds_per_row(model: LoadedModel, rows: int = 256) -> float:
     return max(best / rows, 1e-9)
 
 
+@dataclass(frozen=True)
+class LoadFailure:
+    """A champion whose artifact would not load on this replica, and why."""
+
+    version: int
+    sha256: str
+    reason: str
+    at: float  # time.monotonic() of the last attempt
+
+
+RETRY_FAILED_SECONDS = 60.0  # a champion that would not load is tried again after this long
+
+
 class ModelCache:
     """The champions this replica serves; refreshed from the registry by a poller thread."""
 
@@ -169,7 +184,7 @@ class ModelCache:
         self._inline_seconds = inline_seconds
         self._models: dict[str, LoadedModel] = {}
         self._names: frozenset[str] = frozenset()  # every registered model, as of the last poll
-        self._failed: dict[str, int] = {}  # champion versions that would not load
+        self._failed: dict[str, LoadFailure] = {}  # champions that would not load, by model
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -192,10 +207,14 @@ class ModelCache:
             )
         if name not in self._names:
             return NotFound(f"model {name!r} not found")
-        if name in self._failed:
+        failure = self._failed.get(name)
+        if failure is not None:
             return ModelNotReady(
-                f"model {name}: its champion v{self._failed[name]} could not be loaded on this "
-                "replica (see its log); it is tried again at every poll"
+                f"model {name}: the ONNX artifact of its champion v{failure.version} failed to "
+                f"load on this replica ({failure.reason}); promote another version (POST "
+                f"/v1/admin/models/{name}/promote), roll back (POST "
+                f"/v1/admin/models/{name}/rollback) or retrain it (POST "
+                f"/v1/admin/models/{name}/retrain)"
             )
         return ModelNotReady(
             f"model {name} has no champion loaded yet: upload labelled data and retrain it "
@@ -205,42 +224,56 @@ class ModelCache:
     def versions(self) -> dict[str, int]:
         return {name: m.version for name, m in self._models.items()}
 
+    def not_ready(self) -> dict[str, str]:
+        """Per model whose champion would not load: which one, why, and what is served
+        instead. Other models are served as usual, so this makes no replica unready."""
+        models = self._models
+        out = {}
+        for name, failure in self._failed.items():
+            served = models.get(name)
+            instead = f"still serving v{served.version}" if served else "serving no version"
+            out[name] = (
+                f"the ONNX artifact of champion v{failure.version} failed to load "
+                f"({failure.reason}); {instead}"
+            )
+        return out
+
     def refresh(self) -> list[LoadedModel]:
-        """Load every champion whose pointer moved; publish them in one swap."""
+        """Load every champion whose pointer moved; publish them in one swap.
+
+        A champion is its version, not only its artifact: a promoted version whose bytes are
+        those served reuses the loaded session under its own number, which every answer then
+        gives. A champion that will not load is logged once and tried again after
+        RETRY_FAILED_SECONDS, not at every poll; what was served before stays served. Database
+        errors end the refresh (the poller retries); anything else is the artifact's.
+        """
         with self._refresh_lock:
-            current = self._models
+            current, known = self._models, self._failed
+            now = time.monotonic()
+            fresh: list[LoadedModel] = []
+            failed: dict[str, LoadFailure] = {}
             with self._db.session() as s:
                 pointers = catalog.champion_pointers(s)
                 names = catalog.model_names(s)
-                todo = {
-                    n: p
-                    for n, p in pointers.items()
-                    if n not in current or current[n].sha256 != p[1]
-                }
-                fresh = []
-                failed: dict[str, int] = {}
-                for name, (version, sha) in todo.items():
-                    model = catalog.get_model(s, name)
-                    row = catalog.get_version(s, model, version)
+                for name, (version, sha) in pointers.items():
+                    served = current.get(name)
+                    if served is not None and served.sha256 == sha:
+                        if served.version != version:
+                            fresh.append(replace(served, version=version))
+                        continue
+                    before = known.get(name)
+                    again = before is not None and (before.version, before.sha256) == (version, sha)
+                    if before is not None and again and now - before.at < RETRY_FAILED_SECONDS:
+                        failed[name] = before
+                        continue
                     try:
-                        fresh.append(
-                            load_model(
-                                name,
-                                model.id,
-                                version,
-                                catalog.spec_of(model),
-                                row.classes,
-                                catalog.get_artifact(s, sha),
-                                sha,
-                                self._threads,
-                                self._inline_seconds,
-                            )
-                        )
-                    except Exception:
-                        failed[name] = version
-                        log.exception(
-                            "could not load %s v%s; still serving the old one", name, version
-                        )
+                        fresh.append(self._load(s, name, version, sha))
+                    except SQLAlchemyError:
+                        raise
+                    except Exception as exc:  # corrupt bytes, or a graph onnxruntime refuses
+                        failed[name] = LoadFailure(version, sha, catalog.unusable(exc), now)
+                        if not again:
+                            _log_failure(name, failed[name], served, exc)
             if fresh or set(current) - set(pointers):
                 updated = {n: m for n, m in current.items() if n in pointers}
                 updated.update({m.name: m for m in fresh})
@@ -250,9 +283,24 @@ class ModelCache:
                     if self._on_swap:
                         self._on_swap(m)
             self._names = frozenset(names)  # after the swap: a name is never missed early
-            self._failed = {n: v for n, v in failed.items() if n not in self._models}
+            self._failed = failed
             self.loaded_once.set()
             return fresh
+
+    def _load(self, s: Session, name: str, version: int, sha: str) -> LoadedModel:
+        model = catalog.get_model(s, name)
+        row = catalog.get_version(s, model, version)
+        return load_model(
+            name,
+            model.id,
+            version,
+            catalog.spec_of(model),
+            row.classes,
+            catalog.get_artifact(s, sha),
+            sha,
+            self._threads,
+            self._inline_seconds,
+        )
 
     def start(self, period: float) -> None:
         self._thread = threading.Thread(
@@ -280,3 +328,20 @@ class ModelCache:
             self._wake.clear()
             if self._stop.is_set():
                 return
+
+
+def _log_failure(
+    name: str, failure: LoadFailure, served: LoadedModel | None, exc: Exception
+) -> None:
+    """Once per champion: which, why, and what is served instead (a traceback only when
+    the cause is not a known state of the artifact)."""
+    instead = f"still serving v{served.version}" if served else "serving no version of it"
+    log.error(
+        "%s v%s: its ONNX artifact %s failed to load (%s); %s",
+        name,
+        failure.version,
+        failure.sha256,
+        failure.reason,
+        instead,
+        exc_info=None if isinstance(exc, CorruptArtifact) else exc,
+    )

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import events
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, CorruptArtifact, NotFound
 from registry.models import Artifact, Model, ModelVersion, Stage, utcnow
 from tuning.spec import ModelSpec
 
@@ -64,14 +64,23 @@ def put_artifact(session: Session, kind: str, data: bytes) -> str:
 
 
 def get_artifact(session: Session, digest: str) -> bytes:
-    """The artifact's bytes, refused if they no longer hash to their name."""
+    """The artifact's bytes; CorruptArtifact if they no longer hash to their name."""
     artifact = session.get(Artifact, digest)
     if artifact is None:
         raise NotFound(f"artifact {digest} not found")
     data = bytes(artifact.data)
     if hashlib.sha256(data).hexdigest() != digest:
-        raise Conflict(f"artifact {digest} is corrupt: its sha256 does not match")
+        raise CorruptArtifact(f"artifact {digest} is corrupt: its sha256 does not match")
     return data
+
+
+def unusable(exc: Exception) -> str:
+    """Why an artifact could not be used (corrupt, or refused by what loads it), in one short
+    line that leaves naming the artifact to the caller."""
+    if isinstance(exc, CorruptArtifact):
+        return "its bytes no longer match their sha256"
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def champion(session: Session, model_id: int) -> ModelVersion | None:

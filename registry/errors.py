@@ -3,6 +3,7 @@
 RegistryError
 ├── NotFound          a model, version, job or prediction id does not exist
 ├── Conflict          the request contradicts current state (duplicate name, no previous champion)
+├── CorruptArtifact   stored bytes that no longer hash to their name
 └── InvalidData       rows that do not fit the model's spec; `problems` lists row and field
 """
 
@@ -19,6 +20,11 @@ class NotFound(RegistryError):
 
 class Conflict(RegistryError):
     pass
+
+
+class CorruptArtifact(RegistryError):
+    """An artifact's bytes no longer match their sha256: whatever reads them must not use
+    them (a state of the stored data, not a conflict with the request or an attempt)."""
 
 
 class InvalidData(RegistryError):

@@ -17,11 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from registry import catalog, data, events, jobs
 from registry.catalog import NewVersion
 from registry.db import Database
 from registry.errors import Conflict
-from registry.models import Decision, Model, Stage
+from registry.models import Decision, Model, ModelVersion, Stage
 from registry.notify import ChampionNotifier
 from tuning import persist
 from tuning.challenge import (
@@ -33,6 +36,7 @@ from tuning.challenge import (
     prepare,
     search,
 )
+from tuning.export import OnnxModel
 from tuning.search import TuneResult, TuningError
 from tuning.spec import ModelSpec
 
@@ -55,6 +59,7 @@ class JobData:
     data: Split
     champion: Champion | None
     champion_window: dict[str, Any] | None
+    champion_problem: str | None = None  # what of the registry's champion could not be used
 
 
 class Heartbeat:
@@ -142,16 +147,10 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
         change_row = (model.change or {}).get("start_row_id")
         ids, rows, labels = data.training_rows(s, model.id, until_id=job.last_row_id)
         current = catalog.champion(s, model.id)
-        champion, window = None, None
+        champion, window, problem = None, None, None
         if current is not None:
-            pipeline = None
-            if current.pipeline_sha256:
-                pipeline = persist.loads(catalog.get_artifact(s, current.pipeline_sha256))
-            window = current.data_window
-            until = window.get("last_row_id")
-            rows_end = sum(1 for i in ids if until is not None and i <= until)
-            onnx = catalog.get_artifact(s, current.onnx_sha256)
-            champion = Champion(current.version, onnx, pipeline, rows_end or None)
+            champion, problem = _champion(s, spec, current, ids)
+            window = current.data_window if champion else None
     change_start = bisect.bisect_left(ids, change_row) if change_row is not None else None
     split = prepare(
         spec,
@@ -160,7 +159,44 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
         champion_end=champion.rows_end if champion else None,
         change_start=change_start or None,
     )
-    return JobData(job_id, attempt, model.name, spec, ids, split, champion, window)
+    return JobData(job_id, attempt, model.name, spec, ids, split, champion, window, problem)
+
+
+def _champion(
+    s: Session, spec: ModelSpec, current: ModelVersion, ids: list[int]
+) -> tuple[Champion | None, str | None]:
+    """The champion as the challenge needs it, and what of it could not be used, if anything.
+
+    A graph that cannot be read or loaded is a champion no replica can serve: nothing to
+    defend, so the retrain goes on without it and judges its challenger against the baseline,
+    as a first retrain does (failing instead would leave retraining, the way out, closed). A
+    pipeline that cannot be read only costs the warm start. Database errors still raise.
+    """
+    name = f"champion v{current.version}"
+    try:
+        onnx = catalog.get_artifact(s, current.onnx_sha256)
+        OnnxModel(onnx, spec)  # what conclude does with it, checked before the search
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:  # corrupt bytes, or whatever onnxruntime refuses a graph with
+        return None, (
+            f"{name} not judged against: its ONNX artifact {current.onnx_sha256} does not "
+            f"load ({catalog.unusable(exc)}); judged against the baseline instead"
+        )
+    problem, pipeline = None, None
+    if current.pipeline_sha256:
+        try:
+            pipeline = persist.loads(catalog.get_artifact(s, current.pipeline_sha256))
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # corrupt bytes, or whatever skops refuses
+            problem = (
+                f"{name} not warm-started from: its pipeline artifact {current.pipeline_sha256} "
+                f"does not load ({catalog.unusable(exc)})"
+            )
+    until = current.data_window.get("last_row_id")
+    rows_end = sum(1 for i in ids if until is not None and i <= until)
+    return Champion(current.version, onnx, pipeline, rows_end or None), problem
 
 
 def reaction_spec(spec: ModelSpec) -> ModelSpec:
@@ -236,11 +272,12 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
     """Register the challenger, promote it if it won, and finish the job: all or nothing."""
     cand, decision = outcome.candidate, outcome.decision
     promoted = decision.promote and outcome.registrable
+    reason = _reason(job, outcome)
     result: dict[str, Any] = {
         "candidate_version": None,
-        "champion_version": job.champion.version if job.champion else None,
+        "champion_version": None,
         "decision": Decision.PROMOTED if promoted else Decision.REJECTED,
-        "reason": decision.reason,
+        "reason": reason,
         "metrics": decision.metrics,
         "candidate": {
             "kind": cand.kind,
@@ -251,6 +288,8 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
         "parity": vars(outcome.parity),
         "trials": [t.to_json() for t in outcome.trials],
     }
+    if job.champion_problem:
+        result["champion_problem"] = job.champion_problem
     with db.session() as s:
         row = jobs.ensure_current(s, job.job_id, attempt=job.attempt)
         model = catalog.get_model(s, job.model_name, lock=True)
@@ -261,22 +300,29 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
             )
             result["candidate_version"] = version.version
             if promoted:
-                catalog.promote(s, model, version, actor=actor, reason=decision.reason)
-                result["champion_version"] = version.version
+                catalog.promote(s, model, version, actor=actor, reason=reason)
             else:
                 version.stage = Stage.REJECTED
+        champion = catalog.champion(s, model.id)  # the registry's, used by the job or not
+        result["champion_version"] = champion.version if champion else None
         events.record(
             s,
             model.id,
             "retrain_finished",
             actor=actor,
             version=result["candidate_version"],
-            reason=decision.reason,
+            reason=reason,
             detail={"job_id": job.job_id, "decision": result["decision"]},
         )
         jobs.finish(s, row, result)
     if promoted:
         notifier.publish(job.model_name, result["champion_version"])
+
+
+def _reason(job: JobData, outcome: Outcome) -> str:
+    """The decision's reason, and what of the champion it was made without."""
+    reason = outcome.decision.reason
+    return f"{reason}; {job.champion_problem}" if job.champion_problem else reason
 
 
 def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
@@ -309,6 +355,6 @@ def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
         data_window=window,
         classes=outcome.classes,
         parent_version=parent,
-        reason=outcome.decision.reason,
+        reason=_reason(job, outcome),
         job_id=job.job_id,
     )

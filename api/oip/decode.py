@@ -34,6 +34,12 @@ NUMERIC_TYPES = {
     "UINT8": np.uint8,
 }
 HEADER = "inference-header-content-length"
+# Nesting levels of the JSON an infer request may have: a tensor's data sits 3 levels deep
+# (request, inputs, tensor) and takes one more per dimension, and numpy has at most 64.
+MAX_DEPTH = 64
+_NESTING = np.zeros(256, dtype=np.int8)  # what each byte does to the nesting level
+_NESTING[[ord("["), ord("{")]] = 1
+_NESTING[[ord("]"), ord("}")]] = -1
 
 
 class ProtocolError(ValueError):
@@ -79,10 +85,7 @@ def parse(body: bytes, header_length: str | None) -> InferRequest:
     try:
         request = orjson.loads(body[:json_end])
     except orjson.JSONDecodeError as exc:
-        try:  # clients such as tritonclient write missing floats as NaN, which JSON lacks
-            request = json.loads(body[:json_end])
-        except ValueError:
-            raise ProtocolError(f"the inference header is not valid JSON: {exc}") from exc
+        request = _fallback(body[:json_end], exc)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise ProtocolError("the request needs an 'inputs' list")
     offset, inputs = json_end, []
@@ -100,13 +103,55 @@ def parse(body: bytes, header_length: str | None) -> InferRequest:
             if isinstance(o, dict) and "name" in o
         }
     request_id = request.get("id")
+    if request_id is not None and type(request_id) is not str:
+        request_id = _number_id(request_id)
     return InferRequest(
-        None if request_id is None else str(request_id),
+        request_id,
         inputs,
         outputs,
         bool(params.get("binary_data_output", False)),
         params,
     )
+
+
+def _number_id(value: Any) -> str:
+    """An id that is not a string (V2 has it one): a number is taken as its text, anything else
+    refused (str() of a list nested a thousand levels deep would recurse past Python's limit)."""
+    if isinstance(value, int | float):
+        return str(value)
+    raise ProtocolError("the request's 'id' must be a string")
+
+
+def _fallback(header: bytes, refusal: orjson.JSONDecodeError) -> Any:
+    """The header orjson refused, read by the standard library, which takes the NaN that
+    clients such as tritonclient write for missing floats (JSON has none). That decoder
+    recurses once per level, so a header nested deeper than MAX_DEPTH (orjson refuses past
+    1024 levels) is refused before it is read, here, off the path of well-formed requests."""
+    opening = header.count(b"[") + header.count(b"{")  # no deeper than this, in C
+    if opening > MAX_DEPTH and (depth := _depth(header)) > MAX_DEPTH:
+        raise ProtocolError(
+            f"the inference header is nested too deeply: {depth} levels of arrays and "
+            f"objects, at most {MAX_DEPTH}"
+        )
+    try:
+        return json.loads(header)
+    except ValueError:
+        raise ProtocolError(f"the inference header is not valid JSON: {refusal}") from refusal
+
+
+def _depth(text: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text, brackets in strings not
+    counted, in a few vectorised passes."""
+    raw = np.frombuffer(text, dtype=np.uint8)
+    quote = raw == ord('"')
+    if b"\\" in text:  # a quote after an odd run of backslashes is escaped
+        at = np.arange(raw.size, dtype=np.int64)
+        backslash = raw == ord("\\")
+        run = at - np.maximum.accumulate(np.where(backslash, -1, at))  # backslashes ending here
+        quote[1:] &= run[:-1] % 2 == 0
+    steps = _NESTING[raw]
+    steps[np.bitwise_xor.accumulate(quote)] = 0  # inside a string
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
 def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:

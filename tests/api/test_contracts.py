@@ -106,7 +106,7 @@ def test_every_route_answers_as_published(served, database_url, tmp_path, monkey
 def _health_and_v2(client: TestClient, c: Contract) -> None:
     assert c.check("get", "/healthz", client.get("/healthz"), 200) == {"status": "ok"}
     ready = c.check("get", "/readyz", client.get("/readyz"), 200)
-    assert ready == {"status": "ready", "problems": [], "models": {"churn": 1}}
+    assert ready == {"status": "ready", "problems": [], "models": {"churn": 1}, "not_ready": {}}
     assert c.check("get", "/v2", client.get("/v2"), 200)["extensions"] == ["binary_tensor_data"]
     assert c.check("get", "/v2/health/live", client.get("/v2/health/live"), 200)["live"]
     assert c.check("get", "/v2/health/ready", client.get("/v2/health/ready"), 200)["ready"]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import httpx
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from registry import catalog, data
+from registry.catalog import NewVersion
+from registry.db import Database
 from registry.models import Artifact
 from tests.api.conftest import ADMIN, app_client, train_version
 from tests.factories import churn_rows, churn_spec, features_only
@@ -281,28 +285,134 @@ def test_a_model_name_miss_never_queries_the_database(served) -> None:  # type: 
     assert seen == []
 
 
-def test_a_champion_that_will_not_load_is_a_503_that_says_so(served) -> None:  # type: ignore[no-untyped-def]
+def _broken_version(db: Database, name: str, how: str) -> int:
+    """A challenger of `name` whose ONNX artifact cannot be served: its stored bytes truncated
+    (they no longer hash to their name), or bytes that hash right but are no ONNX graph."""
+    if how == "truncated":
+        version = train_version(db, name, seed=7)
+        with db.session() as s:
+            row = catalog.get_version(s, catalog.get_model(s, name), version)
+            artifact = s.get(Artifact, row.onnx_sha256)
+            artifact.data = bytes(artifact.data)[: artifact.size // 2]
+        return version
+    with db.session() as s:
+        model = catalog.get_model(s, name, lock=True)
+        new = NewVersion("refit", b"not an ONNX graph", None, {}, {}, {}, None, None, "t", None)
+        return catalog.register_version(s, model, new, stage="challenger").version
+
+
+def _failures(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and words in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize("how", ["truncated", "not onnx"])
+def test_a_champion_whose_artifact_will_not_load_is_a_503_that_says_so(served, caplog, how) -> None:  # type: ignore[no-untyped-def]
+    """Predict and infer name the model, the version, the artifact and the way out; /readyz
+    stays ready for the others and names the model; the log says it once, not at every poll."""
     client, db = served
     with db.session() as s:
         catalog.create_model(s, churn_spec("broken"), actor="test")
-    version = train_version(db, "broken", seed=7)
-    with db.session() as s:
-        model = catalog.get_model(s, "broken", lock=True)
-        row = catalog.get_version(s, model, version)
-        s.get(Artifact, row.onnx_sha256).data = b"not the graph"
-        catalog.promote(s, model, row, actor="test", reason="t")
+    version = _broken_version(db, "broken", how)
+    r = client.post("/v1/admin/models/broken/promote", json={"version": version}, headers=ADMIN)
+    assert r.status_code == 200, r.text
     rows = {"instances": features_only(churn_rows(1, seed=3))}
     deadline = time.monotonic() + 10
     while True:  # a poll may first learn the name alone, then the champion that fails
         r = client.post("/v1/models/broken/predict", json=rows)
-        if "could not be loaded" in r.text:
+        if "failed to load" in r.text:
             break
         assert r.status_code in (404, 503), r.text
         assert time.monotonic() < deadline, "the failed load is not reported"
         time.sleep(0.02)
     assert r.status_code == 503
-    assert r.json()["detail"].startswith(f"model broken: its champion v{version} could not be")
+    detail = r.json()["detail"]
+    assert detail.startswith(
+        f"model broken: the ONNX artifact of its champion v{version} failed to load"
+    ), detail
+    for way_out in (
+        "promote",
+        "/v1/admin/models/broken/rollback",
+        "/v1/admin/models/broken/retrain",
+    ):
+        assert way_out in detail
+    tensors = {"inputs": [{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}
+    r = client.post("/v2/models/broken/infer", json=tensors)
+    assert r.status_code == 503 and r.json() == {"error": detail}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+    assert ready.json()["models"] == {"churn": 1}
+    assert f"champion v{version}" in ready.json()["not_ready"]["broken"]
+    assert "serving no version" in ready.json()["not_ready"]["broken"]
     assert _predict(client, rows["instances"])["version"] == 1  # the others are served on
+    time.sleep(0.6)  # six polls more
+    (logged,) = _failures(caplog, "broken")
+    assert f"broken v{version}" in logged and "serving no version" in logged
+
+
+@pytest.mark.parametrize("how", ["truncated", "not onnx"])
+def test_a_new_champion_that_will_not_load_leaves_the_old_one_served_and_says_so(
+    served, caplog, how
+) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    version = _broken_version(db, "churn", how)
+    r = client.post("/v1/admin/models/churn/promote", json={"version": version}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while "churn" not in client.get("/readyz").json().get("not_ready", {}):
+        assert time.monotonic() < deadline, "the failed load is not reported"
+        time.sleep(0.02)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == {"churn": 1}
+    problem = ready.json()["not_ready"]["churn"]
+    assert f"champion v{version}" in problem and "still serving v1" in problem, problem
+    assert _predict(client, features_only(churn_rows(1, seed=3)))["version"] == 1
+    assert client.get("/v2/models/churn/ready").status_code == 200
+    assert client.get(f"/v2/models/churn/versions/{version}/ready").status_code == 503
+    time.sleep(0.6)
+    (logged,) = _failures(caplog, f"churn v{version}")
+    assert "still serving v1" in logged
+    r = client.post("/v1/admin/models/churn/rollback", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["champion_version"] == 1
+    deadline = time.monotonic() + 10
+    while "churn" in client.get("/readyz").json().get("not_ready", {}):
+        assert time.monotonic() < deadline, "the failure outlived its champion"
+        time.sleep(0.02)
+
+
+def test_promoting_a_version_with_the_served_bytes_serves_its_number(served) -> None:  # type: ignore[no-untyped-def]
+    """Identical ONNX bytes under a new version number: every answer gives the new number."""
+    client, db = served
+    with db.session() as s:
+        model = catalog.get_model(s, "churn", lock=True)
+        v1 = catalog.get_version(s, model, 1)
+        onnx = catalog.get_artifact(s, v1.onnx_sha256)
+        new = NewVersion("refit", onnx, None, {}, {}, {}, v1.classes, None, "same graph", None)
+        number = catalog.register_version(s, model, new, stage="challenger").version
+    r = client.post("/v1/admin/models/churn/promote", json={"version": number}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["champion_version"] == number
+    instances = features_only(churn_rows(2, seed=3))
+    deadline = time.monotonic() + 10
+    while _predict(client, instances)["version"] != number:
+        assert time.monotonic() < deadline, "the promoted version number is not served"
+        time.sleep(0.02)
+    assert client.get(f"/v2/models/churn/versions/{number}/ready").status_code == 200
+    assert client.get("/v2/models/churn/versions/1/ready").status_code == 503
+    assert client.get("/v2/models/churn").json()["versions"] == [str(number)]
+    tensors = {
+        "inputs": [
+            {"name": k, "datatype": "BYTES" if k == "color" else "FP64", "shape": [1], "data": [v]}
+            for k, v in instances[0].items()
+        ]
+    }
+    r = client.post(f"/v2/models/churn/versions/{number}/infer", json=tensors)
+    assert r.status_code == 200 and r.json()["model_version"] == str(number), r.text
+    assert client.get("/readyz").json()["models"] == {"churn": number}
+    assert client.get("/v1/models/churn").json()["served_version"] == number
+    assert f'loopserve_served_version{{model="churn"}} {number}.0' in client.get("/metrics").text
 
 
 def test_onnx_in_a_thread_or_on_the_loop_answers_alike(served, live) -> None:  # type: ignore[no-untyped-def]

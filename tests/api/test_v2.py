@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as triton
 
@@ -124,3 +125,37 @@ def test_unknown_model_version_and_limits(live) -> None:  # type: ignore[no-unty
     assert r.status_code == 413 and "limit of 50" in r.json()["error"]
     assert httpx.get(f"{live}/v2").json()["extensions"] == ["binary_tensor_data"]
     assert httpx.get(f"{live}/v2/models/nope/ready").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("depth", "value"), [(1_030, "0.5"), (100_000, "0.5"), (1_000, "NaN"), (200, "NaN")]
+)
+def test_a_deeply_nested_body_is_a_400_that_says_so(live, depth: int, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Past orjson's depth limit, or with a NaN that only the fallback decoder reads, a body
+    nested too deeply is refused by name."""
+    data = "[" * depth + value + "]" * depth
+    tensor = f'{{"name": "x1", "datatype": "FP32", "shape": [1, 1], "data": {data}}}'
+    r = httpx.post(f"{live}/v2/models/churn/infer", content=f'{{"inputs": [{tensor}]}}')
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("the inference header is nested too deeply"), r.text
+
+
+def _one_row(data: list) -> list[dict]:  # type: ignore[type-arg]
+    inputs = [{"name": n, "datatype": "FP32", "shape": [1, 1], "data": data} for n in NUMERIC]
+    return [*inputs, {"name": "color", "datatype": "BYTES", "shape": [1, 1], "data": ["[[[[]"]}]
+
+
+def test_an_id_nested_within_orjsons_limit_is_a_400(live) -> None:  # type: ignore[no-untyped-def]
+    deep = orjson.Fragment(b"[" * 1_000 + b"1" + b"]" * 1_000)
+    body = orjson.dumps({"id": deep, "inputs": _one_row([0.1])})
+    r = httpx.post(f"{live}/v2/models/churn/infer", content=body)
+    assert r.status_code == 400 and r.json() == {"error": "the request's 'id' must be a string"}
+    r = httpx.post(f"{live}/v2/models/churn/infer", json={"id": 7, "inputs": _one_row([0.1])})
+    assert r.status_code == 200 and r.json()["id"] == "7"
+
+
+def test_the_fallback_decoder_reads_nan_beside_brackets_in_strings(live) -> None:  # type: ignore[no-untyped-def]
+    """Brackets inside strings are no nesting: 70 of them in the id do not refuse a NaN body."""
+    body = orjson.dumps({"id": "[" * 70, "inputs": _one_row([[0.1]])}).replace(b"0.1", b"NaN", 1)
+    r = httpx.post(f"{live}/v2/models/churn/infer", content=body)
+    assert r.status_code == 200 and r.json()["id"] == "[" * 70, r.text

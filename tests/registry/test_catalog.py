@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from registry import catalog, events
 from registry.catalog import NewVersion
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, CorruptArtifact, NotFound
 from registry.models import Artifact, ModelVersion
 from tests.factories import churn_spec
 
@@ -41,7 +41,7 @@ def test_a_corrupt_artifact_is_refused(db) -> None:  # type: ignore[no-untyped-d
     with db.session() as s:
         digest = catalog.put_artifact(s, "onnx", b"graph")
         s.execute(update(Artifact).where(Artifact.sha256 == digest).values(data=b"tampered"))
-        with pytest.raises(Conflict, match="corrupt"):
+        with pytest.raises(CorruptArtifact, match=f"artifact {digest} is corrupt"):
             catalog.get_artifact(s, digest)
 
 

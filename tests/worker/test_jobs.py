@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import update
 
 from registry import catalog, data, jobs
-from registry.models import Job, Model, utcnow
+from registry.catalog import NewVersion
+from registry.models import Artifact, Job, Model, Stage, utcnow
 from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
 from worker import training
@@ -177,3 +178,50 @@ def test_progress_reported_between_beats_is_written_when_the_task_ends(db) -> No
         beat.progress(0.3)
     with db.session() as s:
         assert jobs.get(s, job_id).progress == 0.3
+
+
+def _break_champion(db, model_id: int, how: str) -> str:  # type: ignore[no-untyped-def]
+    """Make the champion's artifacts unusable as `how` says; the sha256 of the broken one."""
+    with db.session() as s:
+        champion = catalog.champion(s, model_id)
+        if how == "not onnx":  # bytes that hash right but are no graph, promoted
+            model = s.get(Model, model_id)
+            new = NewVersion("refit", b"not an ONNX graph", None, {}, {}, {}, None, None, "t", None)
+            row = catalog.register_version(s, model, new, stage=Stage.CHALLENGER)
+            catalog.promote(s, model, row, actor="test", reason="t")
+            return row.onnx_sha256
+        digest = champion.onnx_sha256 if how == "onnx truncated" else champion.pipeline_sha256
+        artifact = s.get(Artifact, digest)
+        artifact.data = bytes(artifact.data)[: artifact.size // 2]
+        return digest
+
+
+@pytest.mark.parametrize(
+    ("how", "reference"),
+    [("onnx truncated", "baseline"), ("not onnx", "baseline"), ("pipeline truncated", "champion")],
+)
+def test_a_retrain_goes_on_without_what_of_the_champion_will_not_load(db, how, reference) -> None:  # type: ignore[no-untyped-def]
+    """An unloadable ONNX graph is a champion no replica can serve: the retrain judges its
+    challenger against the baseline, as a first one does; an unloadable pipeline only costs
+    the warm start. Either way the job finishes at once and its result names the artifact."""
+    model_id = _model(db, 400)
+    _run(db, _submit(db))
+    digest = _break_champion(db, model_id, how)
+    with db.session() as s:
+        broken = catalog.champion(s, model_id).version
+    job_id = _submit(db)
+    _run(db, job_id)
+    with db.session() as s:
+        job = jobs.get(s, job_id)
+        assert job.status == "succeeded", job.error
+        result = job.result
+        assert result["metrics"]["reference"] == reference
+        problem = result["champion_problem"]
+        assert f"champion v{broken}" in problem and digest in problem, problem
+        assert problem in result["reason"]
+        assert result["candidate"]["kind"] != "warm_start"
+        current = catalog.champion(s, model_id).version
+        assert result["champion_version"] == current
+        assert current == (
+            result["candidate_version"] if result["decision"] == "promoted" else broken
+        )
