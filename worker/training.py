@@ -298,6 +298,7 @@ def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
             "last_row_id": ids[hold_end - 1],
             "rows": hold_end - hold_start,
         },
+        "with_holdout": outcome.with_holdout,  # trained on the hold-out too, after it won
     }
     parent = job.champion.version if job.champion and cand.kind == "warm_start" else None
     return NewVersion(

@@ -140,8 +140,10 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
         version = catalog.get_version(s, catalog.get_model(s, "churn"), 2)
     window = version.data_window
     assert window["first_row_id"] >= start and window["since_change_row_id"] == start
-    assert window["holdout"]["first_row_id"] > window["last_row_id"] >= start
     assert result["decision"] == "promoted", result["reason"]  # the flipped concept is learned
+    # judged on rows after the change it had not seen, then trained with them too
+    assert window["holdout"]["first_row_id"] > start and window["with_holdout"]
+    assert window["last_row_id"] == window["holdout"]["last_row_id"]
 
 
 def test_a_young_regime_is_followed_by_reaction_retrains_not_the_label_trigger(db) -> None:  # type: ignore[no-untyped-def]
