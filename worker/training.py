@@ -164,13 +164,16 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
 
 
 def reaction_spec(spec: ModelSpec) -> ModelSpec:
-    """The spec of a reaction retrain: a few candidates, seconds of search, and a larger share
-    of the fresh rows to judge on."""
+    """The spec of a reaction retrain: a few candidates, seconds of search, a larger share of
+    the fresh rows to judge on, and every row since the change to train on (a window narrower
+    than the young regime would leave the newest concept's rows unused, the same rows every
+    time, as the search's draws are seeded)."""
     retrain = spec.retrain.model_copy(
         update={
             "max_candidates": spec.retrain.reaction_candidates,
             "max_seconds": spec.retrain.reaction_seconds,
             "holdout_fraction": spec.retrain.reaction_holdout_fraction,
+            "windows": [None],
         }
     )
     return spec.model_copy(update={"retrain": retrain})
