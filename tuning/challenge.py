@@ -6,8 +6,9 @@ No database, broker or HTTP here: the worker hands in rows and gets back what to
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from tuning.policy import Decision, baseline_prediction, decide
 from tuning.search import Candidate, SearchState, TuneResult, finish, plan, tune
 from tuning.spec import ModelSpec
 from tuning.state import Trial
+from tuning.steps import extend
 
 SEARCH_SHARE = 0.9  # of a retrain's progress: the search; export, parity and judging the rest
 
@@ -47,6 +49,7 @@ class Outcome:
     holdout: tuple[int, int]
     classes: list[str] | None
     trials: list[Trial] = field(default_factory=list)
+    with_holdout: bool = False  # trained again with the hold-out rows after it won
 
     @property
     def registrable(self) -> bool:
@@ -177,7 +180,8 @@ def _warm(champion: Champion | None, data: Split) -> dict[str, Any]:
 def conclude(
     spec: ModelSpec, data: Split, result: TuneResult, champion: Champion | None
 ) -> Outcome:
-    """Export the search's best, check its parity, and judge it through ONNX on the hold-out."""
+    """Export the search's best, check its parity, and judge it through ONNX on the hold-out;
+    a winner is then trained again with the hold-out rows (`retrain.refit_holdout`)."""
     best = result.best
     onnx = to_onnx(best.pipeline, spec)
     parity = check_parity(best.pipeline, onnx, spec, data.X_hold)
@@ -192,7 +196,7 @@ def conclude(
     else:
         baseline = baseline_prediction(spec, data.y_train, len(data.y_hold))
         decision = decide(spec, data.y_hold, None, challenger_pred, baseline=baseline)
-    return Outcome(
+    judged = Outcome(
         best,
         onnx,
         persist.dumps(best.pipeline),
@@ -202,6 +206,62 @@ def conclude(
         classes,
         result.trials,
     )
+    if decision.promote and spec.retrain.refit_holdout:
+        return with_holdout(spec, data, judged)
+    return judged
+
+
+def with_holdout(spec: ModelSpec, data: Split, judged: Outcome) -> Outcome:
+    """The winner trained again with the hold-out rows it was judged on (tuning.steps.extend).
+
+    The decision stands as made, on rows the challenger had not seen; what is served then has
+    also learned from the newest rows, which right after a change are half of all there are.
+    Should the refit fail or lose ONNX parity, the judged challenger is registered instead;
+    either way a trial (stage "with hold-out") says what happened.
+    """
+    X = pd.concat([data.X_train, data.X_hold])
+    y = np.concatenate([data.y_train, data.y_hold])
+    kind, t0 = judged.candidate.kind, time.monotonic()
+    trial = Trial(kind=kind, stage="with hold-out", config={"family": _family(judged.candidate)})
+    trials = [*judged.trials, trial]
+    try:
+        cand = extend(spec, judged.candidate, X, y, floor=data.change_start)
+        onnx = to_onnx(cand.pipeline, spec)
+        parity = check_parity(cand.pipeline, onnx, spec, data.X_hold)
+    except Exception as exc:  # e.g. a class only the hold-out holds; the judged one stands
+        trial.error = f"{type(exc).__name__}: {exc}"
+        trial.note, trial.seconds = "the judged challenger is registered", _since(t0)
+        return replace(judged, trials=trials)
+    trial.rows, trial.seconds = list(cand.rows), _since(t0)
+    if not parity.ok:
+        trial.error = f"ONNX parity failed ({parity.reason})"
+        trial.note = "the judged challenger is registered"
+        return replace(judged, trials=trials)
+    held = len(data.y_hold)
+    decision = replace(
+        judged.decision,
+        reason=f"{judged.decision.reason}; then trained with the {held} hold-out rows",
+    )
+    classes = _classes(cand.pipeline) if spec.task == "classification" else None
+    return Outcome(
+        cand,
+        onnx,
+        persist.dumps(cand.pipeline),
+        parity,
+        decision,
+        judged.holdout,
+        classes,
+        trials,
+        with_holdout=True,
+    )
+
+
+def _family(cand: Candidate) -> Any:
+    return cand.config.get("family")
+
+
+def _since(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)
 
 
 def _classes(pipeline: Pipeline) -> list[str]:

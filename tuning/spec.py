@@ -95,6 +95,11 @@ class RetrainSettings(_Strict):
         default=True,
         description="Also try a soft-voting fusion of the search's best runs (one ONNX graph).",
     )
+    refit_holdout: bool = Field(
+        default=True,
+        description="A challenger that won is trained again with its hold-out rows before it "
+        "is registered: judged on rows it had not seen, served having learned from them.",
+    )
     seed: int = Field(default=0, ge=0, le=SEED_MAX, description="Seed of the search.")
     on_drift: bool = Field(
         default=True, description="A detected change (concept or data) triggers a retrain."

@@ -47,7 +47,8 @@ class Trial:
     warm start's probe or continuation, a fusion's validation or refit, or why one was skipped.
 
     kind: "refit", "warm_start" or "fusion"; stage: "rung N", "final", "validation",
-    "validate", "skipped" or "failed". rows: [start, end) of the rows fitted; window: the
+    "validate", "skipped", "failed" or "with hold-out" (the winner trained again with the rows
+    it was judged on). rows: [start, end) of the rows fitted; window: the
     newest rows a refit may use (None: all of them); run and rung: the refit run and rung.
     """
 

@@ -29,7 +29,7 @@ from tuning.pipeline import build_pipeline
 from tuning.space import jsonable, sample_configs
 from tuning.spec import ModelSpec
 from tuning.state import Candidate, FitTask, Run, SearchState, Trial, TuneResult, TuningError
-from tuning.warm import warm_start
+from tuning.warm import continue_training, warm_start
 
 MIN_VALIDATION_ROWS = 5
 MIN_TRAIN_ROWS = 10
@@ -253,6 +253,40 @@ def finish_frame(
             )
         tick()
     return TuneResult(best, trials)
+
+
+def extend(
+    spec: ModelSpec, cand: Candidate, X: pd.DataFrame, y: np.ndarray, *, floor: int | None
+) -> Candidate:
+    """``cand`` trained again up to the newest row of X, which continues the rows it knew.
+
+    A refit is refit on its window ending at the newest row (never before ``floor``, a
+    detected change), a fusion's members likewise with the same weights, and a warm start
+    continues on the new rows with its epochs. Same config and seed as in the search.
+    """
+    n, seed = len(X), spec.retrain.seed
+    if cand.kind == "warm_start":
+        end = cand.rows[1]
+        epochs = int(cand.config["epochs"])
+        pipe = continue_training(cand.pipeline, X.iloc[end:n], y[end:n], epochs=epochs)
+        return Candidate(
+            pipe, cand.config, cand.kind, None, (cand.rows[0], n), cand.validation_score
+        )
+    if cand.kind == "fusion":
+        refits, members = [], []
+        for member in cand.config["members"]:
+            start = _window_start(n, member["window"], floor)
+            pipe = build_pipeline(spec, member["config"], random_state=seed)
+            refits.append(fit_quietly(pipe, X.iloc[start:n], y[start:n]))
+            members.append({**member, "rows": [start, n]})
+        pipeline = refit_fused(spec, refits, cand.config["weights"])
+        rows = (min(m["rows"][0] for m in members), n)
+        config = {**cand.config, "members": members}
+        return Candidate(pipeline, config, "fusion", None, rows, cand.validation_score)
+    start = _window_start(n, cand.window, floor)
+    pipe = build_pipeline(spec, cand.config, random_state=seed)
+    fit_quietly(pipe, X.iloc[start:n], y[start:n])
+    return Candidate(pipe, cand.config, "refit", cand.window, (start, n), cand.validation_score)
 
 
 def _final_refit(

@@ -200,13 +200,16 @@ def _champion(
 
 
 def reaction_spec(spec: ModelSpec) -> ModelSpec:
-    """The spec of a reaction retrain: a few candidates, seconds of search, and a larger share
-    of the fresh rows to judge on."""
+    """The spec of a reaction retrain: a few candidates, seconds of search, a larger share of
+    the fresh rows to judge on, and every row since the change to train on (a window narrower
+    than the young regime would leave the newest concept's rows unused, the same rows every
+    time, as the search's draws are seeded)."""
     retrain = spec.retrain.model_copy(
         update={
             "max_candidates": spec.retrain.reaction_candidates,
             "max_seconds": spec.retrain.reaction_seconds,
             "holdout_fraction": spec.retrain.reaction_holdout_fraction,
+            "windows": [None],
         }
     )
     return spec.model_copy(update={"retrain": retrain})
@@ -344,6 +347,7 @@ def _new_version(job: JobData, outcome: Outcome) -> NewVersion:
             "last_row_id": ids[hold_end - 1],
             "rows": hold_end - hold_start,
         },
+        "with_holdout": outcome.with_holdout,  # trained on the hold-out too, after it won
     }
     parent = job.champion.version if job.champion and cand.kind == "warm_start" else None
     return NewVersion(

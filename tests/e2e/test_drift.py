@@ -83,7 +83,8 @@ def test_an_abrupt_change_is_detected_and_a_recovered_champion_served(running: S
     window = recovered["data_window"]
     assert window["since_change_row_id"] == change["detail"]["start_row_id"]
     assert window["first_row_id"] >= window["since_change_row_id"]
-    assert window["holdout"]["first_row_id"] > window["last_row_id"]
+    assert window["holdout"]["first_row_id"] > window["first_row_id"] and window["with_holdout"]
+    assert window["last_row_id"] == window["holdout"]["last_row_id"]
 
     performance = api.ok("GET", "/v1/models/shift/performance", params={"window": 100})
     kinds = {e["kind"] for e in performance["events"]}

@@ -63,7 +63,11 @@ def test_a_fusion_that_beats_the_best_run_is_the_challenger_and_exports(task: st
     spec, seed = CASES[task]
     rows, labels = make_rows(spec, 600, seed=seed)
     split = prepare(spec, rows, labels)
-    out = conclude(spec, split, search(spec, split, None), None)
+    # As the search left it (a winner's training with its hold-out: test_tuning_with_holdout).
+    judged = spec.model_copy(
+        update={"retrain": spec.retrain.model_copy(update={"refit_holdout": False})}
+    )
+    out = conclude(judged, split, search(spec, split, None), None)
     best, n = out.candidate, out.holdout[0]
 
     assert best.kind == "fusion" and is_fused(best.pipeline)

@@ -47,8 +47,11 @@ def test_a_first_retrain_registers_and_promotes(db) -> None:  # type: ignore[no-
         assert job.status == "succeeded" and job.progress == 1.0
         assert job.result["decision"] == "promoted" and job.result["candidate_version"] == 1
         champ = catalog.champion(s, model_id)
-        assert champ.data_window["rows"] + champ.data_window["holdout"]["rows"] == 400
-        assert champ.data_window["last_row_id"] < champ.data_window["holdout"]["first_row_id"]
+        window = champ.data_window
+        # judged on the newest rows, then trained with them: all 400 rows
+        assert window["rows"] == 400 and window["with_holdout"]
+        assert window["last_row_id"] == window["holdout"]["last_row_id"]
+        assert window["holdout"]["first_row_id"] > window["first_row_id"]
         assert champ.job_id == job_id and champ.pipeline_sha256
 
 

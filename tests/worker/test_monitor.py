@@ -131,6 +131,7 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
         job_id = job.id
     job = claim(db, job_id, worker="w")
     assert not isinstance(job, Skipped) and job.spec.retrain.max_candidates == 5
+    assert job.spec.retrain.windows == [None]  # every row since the change
     assert job.data.change_start is not None and job.ids[job.data.change_start] == start
     run_local(db, job, heartbeat_seconds=0.5, notifier=ChampionNotifier(None))
     with db.session() as s:
@@ -139,9 +140,12 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
         result = done.result
         version = catalog.get_version(s, catalog.get_model(s, "churn"), 2)
     window = version.data_window
-    assert window["first_row_id"] >= start and window["since_change_row_id"] == start
-    assert window["holdout"]["first_row_id"] > window["last_row_id"] >= start
+    assert window["first_row_id"] == start == window["since_change_row_id"]
+    assert window["window"] is None
     assert result["decision"] == "promoted", result["reason"]  # the flipped concept is learned
+    # judged on rows after the change it had not seen, then trained with them too
+    assert window["holdout"]["first_row_id"] > start and window["with_holdout"]
+    assert window["last_row_id"] == window["holdout"]["last_row_id"]
 
 
 def test_a_young_regime_is_followed_by_reaction_retrains_not_the_label_trigger(db) -> None:  # type: ignore[no-untyped-def]
