@@ -212,6 +212,8 @@ def test_a_retrain_goes_on_without_what_of_the_champion_will_not_load(db, how, r
     digest = _break_champion(db, model_id, how)
     with db.session() as s:
         broken = catalog.champion(s, model_id).version
+        model = catalog.get_model(s, "churn")  # rows new to the champion, trained on all 400
+        data.add_rows(s, model, catalog.spec_of(model), churn_rows(200, seed=2))
     job_id = _submit(db)
     _run(db, job_id)
     with db.session() as s:
