@@ -86,6 +86,11 @@ ADMIN_TOKEN = Refusal(
     401, "No admin token, or not the admin token (LOOPSERVE_ADMIN_TOKEN).", auth.ADMIN_REQUIRED
 )
 NO_MODEL = Refusal(404, "No model of that name.", "model 'nope' not found")
+NO_MODEL_EVER = Refusal(
+    404,
+    "No model of that name, and none that the audit log names (a deleted model's entries stay).",
+    "model 'nope' not found",
+)
 NO_VERSION = Refusal(
     404, "No model of that name, or no such version of it.", "model 'churn' has no version 9"
 )

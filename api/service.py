@@ -16,6 +16,7 @@ from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
     JobRecord,
+    ModelDeleted,
     ModelRecord,
     Promoted,
     Readiness,
@@ -89,6 +90,20 @@ class Platform:
         self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
         return out
 
+    def delete_model(self, name: str, *, actor: str) -> ModelDeleted:
+        """Delete the model with all that is its own (registry.catalog.delete_model). Then no
+        replica serves it: this one before answering, the others when notified (or at their
+        next poll), as when a champion changes."""
+        with self.db.session() as s:
+            gone = catalog.delete_model(s, name, actor=actor)
+        try:
+            self.cache.refresh()
+        except Exception:  # the poller retries; the model's rows are gone either way
+            log.exception("could not drop %s from this replica's champions at once", name)
+            self.cache.wake(name)
+        self.notifier.publish(name, None)
+        return ModelDeleted(model=name, **gone)
+
     def upload(self, name: str, rows: Any, *, actor: str) -> int:
         if not isinstance(rows, list) or not rows:
             raise InvalidData(
@@ -159,10 +174,13 @@ class Platform:
         self.notifier.publish(name, version)
 
     def events(self, model: str | None) -> list[EventRecord]:
+        """The audit log, of one model name when given: a deleted model's entries too, and
+        NotFound for a name that no model has and no entry names."""
         with self.db.session() as s:
-            if model is not None:
+            found = events.list_events(s, model)
+            if model is not None and not found:
                 catalog.get_model(s, model)
-            return [EventRecord.model_validate(e) for e in events.list_events(s, model)]
+            return [EventRecord.model_validate(e) for e in found]
 
     def models(self) -> list[ModelRecord]:
         with self.db.session() as s:

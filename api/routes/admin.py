@@ -22,6 +22,7 @@ from api.openapi import (
     MODEL_EXISTS,
     NO_JOB,
     NO_MODEL,
+    NO_MODEL_EVER,
     NO_PREVIOUS,
     NO_VERSION,
     SPEC_EXAMPLES,
@@ -32,6 +33,7 @@ from api.openapi import (
 from api.records import (
     EventRecord,
     JobRecord,
+    ModelDeleted,
     ModelRecord,
     Promoted,
     PromoteRequest,
@@ -57,6 +59,15 @@ async def create_model(
 ) -> ModelRecord:
     """A new model; upload labelled rows for it, then retrain it to get a champion."""
     return await run_in_threadpool(platform.create_model, spec, actor=actor)
+
+
+@router.delete("/models/{name}", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, DATABASE))
+async def delete_model(name: str, actor: Admin, platform: PlatformDep) -> ModelDeleted:
+    """Delete the model with its versions, labelled rows, prediction log and jobs (open jobs
+    are cancelled first); artifacts another model shares stay. Every replica stops serving it
+    (predict answers 404, as for a name never created); the audit log keeps its entries and
+    adds a `model_deleted` one saying what went."""
+    return await run_in_threadpool(platform.delete_model, name, actor=actor)
 
 
 @router.post(
@@ -142,11 +153,12 @@ async def rollback(
     return await run_in_threadpool(platform.rollback, name, actor=actor, reason=body.reason)
 
 
-@router.get("/events", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, DATABASE))
+@router.get("/events", responses=failures("v1", ADMIN_TOKEN, NO_MODEL_EVER, DATABASE))
 async def list_events(
     platform: PlatformDep,
     _: Admin,
     model: Annotated[str | None, Query(description="Only this model's entries.")] = None,
 ) -> list[EventRecord]:
-    """The audit log, newest first (at most 200 entries), of one model when `model` is given."""
+    """The audit log, newest first (at most 200 entries), of one model when `model` is given
+    (a deleted model's entries stay, under its name)."""
     return await run_in_threadpool(platform.events, model)
