@@ -155,10 +155,12 @@ def test_a_deleted_model_goes_from_every_replica_and_the_other_stays(replicas, d
 
 def test_the_deleting_replica_stops_serving_before_it_answers(db, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Without notifications (the embedded deployment) and with a slow poll, the replica that
-    deleted the model serves it no more once the delete is answered."""
+    deleted the model serves it no more once the delete is answered, nor says it does."""
     _champion(db, "churn", seed=1)
+    series = 'loopserve_served_version{model="churn"} 1.0'
     with app_client(database_url, tmp_path, champion_poll_seconds=60) as client:
-        assert _version(client, "churn") == 1
+        assert _version(client, "churn") == 1 and series in client.get("/metrics").text
         assert client.delete("/v1/admin/models/churn", headers=ADMIN).status_code == 200
         r = client.post("/v1/models/churn/predict", json=ROWS)
         assert (r.status_code, r.json()) == (404, {"detail": "model 'churn' not found"})
+        assert "loopserve_served_version{" not in client.get("/metrics").text
