@@ -75,6 +75,7 @@ def create_app(
             sender,
             notifier,
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
+            max_models=settings.max_models,
         )
         app.state.monitor = Monitor(db)
         metrics.live.source = app.state.monitor.health

@@ -95,7 +95,12 @@ NO_VERSION = Refusal(
     404, "No model of that name, or no such version of it.", "model 'churn' has no version 9"
 )
 NO_JOB = Refusal(404, "No job with that id.", "job '0123456789abcdef0123456789abcdef' not found")
-MODEL_EXISTS = Refusal(409, "A model of that name exists already.", "model 'churn' exists already")
+CANNOT_CREATE = Refusal(
+    409,
+    "A model of that name exists already, or the deployment holds LOOPSERVE_MAX_MODELS models "
+    "(the same request succeeds once one is deleted).",
+    "model 'churn' exists already",
+)
 IS_CHAMPION = Refusal(
     409, "The version is the champion already.", "version 2 is the champion already"
 )

@@ -53,10 +53,12 @@ class Platform:
         notifier: ChampionNotifier,
         *,
         feedback_wait_seconds: float,
+        max_models: int,
     ) -> None:
         self.db, self.cache, self.log, self.sender = db, cache, log, sender
         self.notifier = notifier
         self.feedback_wait_seconds = feedback_wait_seconds
+        self.max_models = max_models
 
     # --- feedback ----------------------------------------------------------------------
 
@@ -85,8 +87,11 @@ class Platform:
     # --- administration ----------------------------------------------------------------
 
     def create_model(self, spec: ModelSpec, *, actor: str) -> ModelRecord:
+        """Create a model, refused (Conflict) beyond `max_models`: a client must not fill the
+        deployment with models no one deletes."""
         with self.db.session() as s:
-            out = self._model_record(s, catalog.create_model(s, spec, actor=actor))
+            model = catalog.create_model(s, spec, actor=actor, max_models=self.max_models)
+            out = self._model_record(s, model)
         self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
         return out
 

@@ -31,10 +31,26 @@ from registry.models import (
 )
 from tuning.spec import ModelSpec
 
+# The lock that creations take in turn on PostgreSQL ("loopserv" as a 64-bit key).
+CREATE_LOCK = int.from_bytes(b"loopserv", "big")
 
-def create_model(session: Session, spec: ModelSpec, *, actor: str) -> Model:
+
+def create_model(
+    session: Session, spec: ModelSpec, *, actor: str, max_models: int | None = None
+) -> Model:
+    """Create a model; Conflict when the name is taken or `max_models` models exist already.
+    Creations take turns until the caller commits, so concurrent ones never pass the limit
+    together."""
+    _take_turns_creating(session)
     if session.scalar(select(Model.id).where(Model.name == spec.name)) is not None:
         raise Conflict(f"model {spec.name!r} exists already")
+    if max_models is not None:
+        count = session.scalar(select(func.count()).select_from(Model)) or 0
+        if count >= max_models:
+            raise Conflict(
+                f"this deployment holds {count} models, its limit (LOOPSERVE_MAX_MODELS="
+                f"{max_models}): delete a model before creating another"
+            )
     model = Model(name=spec.name, spec=spec.model_dump(mode="json"), classes=spec.classes)
     session.add(model)
     try:
@@ -43,6 +59,14 @@ def create_model(session: Session, spec: ModelSpec, *, actor: str) -> Model:
         raise Conflict(f"model {spec.name!r} exists already") from exc
     events.record(session, model.id, "model_created", actor=actor, detail={"spec": model.spec})
     return model
+
+
+def _take_turns_creating(session: Session) -> None:
+    """Hold the creation lock until the transaction ends: a transaction-level advisory lock on
+    PostgreSQL; on SQLite a writing transaction holds the database's lock from its start
+    (registry.db), so creations take turns already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
 
 
 def get_model(session: Session, name: str, *, lock: bool = False) -> Model:

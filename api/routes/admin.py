@@ -13,13 +13,13 @@ from api.errors import MalformedInput
 from api.openapi import (
     ADMIN_TOKEN,
     BROKER,
+    CANNOT_CREATE,
     DATABASE,
     INVALID_PROMOTION,
     INVALID_ROLLBACK,
     INVALID_ROWS,
     INVALID_SPEC,
     IS_CHAMPION,
-    MODEL_EXISTS,
     NO_JOB,
     NO_MODEL,
     NO_MODEL_EVER,
@@ -50,14 +50,15 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 @router.post(
     "/models",
     status_code=201,
-    responses=failures("v1", ADMIN_TOKEN, MODEL_EXISTS, INVALID_SPEC, DATABASE),
+    responses=failures("v1", ADMIN_TOKEN, CANNOT_CREATE, INVALID_SPEC, DATABASE),
 )
 async def create_model(
     actor: Admin,
     spec: Annotated[ModelSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     platform: PlatformDep,
 ) -> ModelRecord:
-    """A new model; upload labelled rows for it, then retrain it to get a champion."""
+    """A new model; upload labelled rows for it, then retrain it to get a champion. Refused
+    (409) when LOOPSERVE_MAX_MODELS models exist already."""
     return await run_in_threadpool(platform.create_model, spec, actor=actor)
 
 
