@@ -66,13 +66,14 @@ def open_job(session: Session, model_id: int) -> Job | None:
 
 
 def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
-    job = _find(session, job_id, lock=lock)
+    job = find(session, job_id, lock=lock)
     if job is None:
         raise NotFound(f"job {job_id!r} not found")
     return job
 
 
-def _find(session: Session, job_id: str, *, lock: bool) -> Job | None:
+def find(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
+    """The job, or None when there is none (never was, or deleted with its model)."""
     query = select(Job).where(Job.id == job_id)
     if lock:
         query = query.with_for_update()
@@ -83,7 +84,7 @@ def start(session: Session, job_id: str, *, worker: str) -> Job | None:
     """Start a new attempt of a queued job, fixing the rows it trains on (up to the model's
     newest labelled row now); None when it is not queued (done, running, or deleted with its
     model)."""
-    job = _find(session, job_id, lock=True)
+    job = find(session, job_id, lock=True)
     if job is None or job.status != JobStatus.QUEUED:
         return None
     now = utcnow()
@@ -102,7 +103,7 @@ def is_attempt(job: Job, attempt: int) -> bool:
 def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | None) -> bool:
     """Refresh the heartbeat; False when `attempt` is no longer the job's live attempt (or the
     job is gone)."""
-    job = _find(session, job_id, lock=True)
+    job = find(session, job_id, lock=True)
     if job is None or not is_attempt(job, attempt):
         return False
     job.heartbeat_at = utcnow()
@@ -113,7 +114,7 @@ def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | 
 
 def ensure_current(session: Session, job_id: str, *, attempt: int) -> Job:
     """Lock the job and check `attempt` is still its live attempt; raise Conflict otherwise."""
-    job = _find(session, job_id, lock=True)
+    job = find(session, job_id, lock=True)
     if job is None:
         raise Conflict(f"attempt {attempt} of job {job_id} is over: the job was deleted")
     if not is_attempt(job, attempt):
@@ -133,7 +134,7 @@ def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
 def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> bool:
     """Mark the job failed with its error, if it is open and `attempt` (when given) is still
     the live one."""
-    job = _find(session, job_id, lock=True)
+    job = find(session, job_id, lock=True)
     if job is None or job.status not in JOB_OPEN:
         return False
     if attempt is not None and not is_attempt(job, attempt):

@@ -12,7 +12,7 @@ from registry import catalog, data, jobs
 from registry.models import Job, Model, utcnow
 from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
-from worker import training
+from worker import fanout, training
 from worker.settings import WorkerSettings
 from worker.training import Heartbeat, JobLost, Skipped, claim, run_local
 from worker.triggers import tick
@@ -220,3 +220,17 @@ def test_a_heartbeat_finds_its_deleted_job_over(db) -> None:  # type: ignore[no-
         while not beat.lost.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
         beat.progress(0.5)
+
+
+def test_a_candidate_fit_of_a_deleted_job_finds_it_over(db) -> None:  # type: ignore[no-untyped-def]
+    """A fanned-out search loads the job's data in every task: a task that starts after the
+    job was deleted finds its attempt over (the chord's rung then drops the search)."""
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    job = claim(db, job_id, worker="w")
+    assert not isinstance(job, Skipped)
+    _delete_model(db, model_id)
+    with pytest.raises(JobLost):
+        training.load(db, job_id, job.attempt)
+    cache = fanout.JobDataCache(db)
+    assert fanout.fit(cache, job_id, job.attempt, {}, {}, worker="w2") == {"stale": True}
