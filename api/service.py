@@ -122,9 +122,10 @@ class Platform:
             return n
 
     def retrain(self, name: str, *, actor: str) -> RetrainQueued:
-        """Create or join the model's retrain job; send it only once it is committed."""
+        """Create or join the model's retrain job; send it only once it is committed. The
+        model is locked, so a request during its deletion waits for it and finds no model."""
         with self.db.session() as s:
-            model = catalog.get_model(s, name)
+            model = catalog.get_model(s, name, lock=True)
             job, created = jobs.submit(s, model, trigger=Trigger.ADMIN, actor=actor)
             out = RetrainQueued(job_id=job.id, status=job.status, joined=not created)
         if created:

@@ -4,6 +4,7 @@ promotion), what was its own goes, and the other model is untouched."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -164,3 +165,21 @@ def test_the_deleting_replica_stops_serving_before_it_answers(db, database_url, 
         r = client.post("/v1/models/churn/predict", json=ROWS)
         assert (r.status_code, r.json()) == (404, {"detail": "model 'churn' not found"})
         assert "loopserve_served_version{" not in client.get("/metrics").text
+
+
+def test_a_retrain_asked_while_the_model_is_deleted_is_a_404(served) -> None:  # type: ignore[no-untyped-def]
+    client, db = served
+    deleting = threading.Event()
+
+    def delete() -> None:
+        with db.session() as s:
+            catalog.delete_model(s, "churn", actor="test")
+            deleting.set()
+            time.sleep(0.5)  # the retrain request arrives before this commits
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    assert deleting.wait(10)
+    r = client.post("/v1/admin/models/churn/retrain", headers=ADMIN)
+    thread.join(10)
+    assert (r.status_code, r.json()) == (404, {"detail": "model 'churn' not found"})
