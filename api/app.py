@@ -50,11 +50,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(registry_settings.url)
         cache = ModelCache(
-            db,
-            threads=settings.onnx_threads,
-            inline_seconds=settings.inline_onnx_ms / 1000,
-            on_swap=lambda m: metrics.served_version.labels(m.name).set(m.version),
+            db, threads=settings.onnx_threads, inline_seconds=settings.inline_onnx_ms / 1000
         )
+        metrics.served.source = cache.versions
         on_postgres = db.engine.dialect.name == "postgresql"
         predlog = PredictionLog(
             db,
@@ -77,6 +75,7 @@ def create_app(
             sender,
             notifier,
             feedback_wait_seconds=max(1.0, 5 * settings.log_flush_seconds),
+            max_models=settings.max_models,
         )
         app.state.monitor = Monitor(db)
         metrics.live.source = app.state.monitor.health
@@ -98,7 +97,7 @@ def create_app(
         try:
             yield
         finally:
-            metrics.live.source = None
+            metrics.live.source = metrics.served.source = None
             if listener:
                 listener.stop()
             notifier.close()

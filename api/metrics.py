@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -31,12 +31,8 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
-        self.served_version = Gauge(
-            "loopserve_served_version",
-            "Champion version this replica serves",
-            ["model"],
-            registry=self.registry,
-        )
+        self.served = ServedCollector()
+        self.registry.register(self.served)
         self.log_backlog = Gauge(
             "loopserve_prediction_log_backlog",
             "Predictions waiting to be logged",
@@ -44,6 +40,31 @@ class Metrics:
         )
         self.live = LiveCollector()
         self.registry.register(self.live)
+
+
+class ServedCollector(Collector):
+    """`loopserve_served_version{model}`, read from the replica's champions at scrape time
+    (`source`, set by the app's lifespan to api.serving.ModelCache.versions), so a deleted
+    model's series goes with it."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, int]] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        source = self.source
+        for model, version in sorted((source() if source else {}).items()):
+            family.add_metric([model], version)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "loopserve_served_version", "Champion version this replica serves", labels=["model"]
+        )
 
 
 class Health(Protocol):

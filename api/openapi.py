@@ -86,11 +86,21 @@ ADMIN_TOKEN = Refusal(
     401, "No admin token, or not the admin token (LOOPSERVE_ADMIN_TOKEN).", auth.ADMIN_REQUIRED
 )
 NO_MODEL = Refusal(404, "No model of that name.", "model 'nope' not found")
+NO_MODEL_EVER = Refusal(
+    404,
+    "No model of that name, and none that the audit log names (a deleted model's entries stay).",
+    "model 'nope' not found",
+)
 NO_VERSION = Refusal(
     404, "No model of that name, or no such version of it.", "model 'churn' has no version 9"
 )
 NO_JOB = Refusal(404, "No job with that id.", "job '0123456789abcdef0123456789abcdef' not found")
-MODEL_EXISTS = Refusal(409, "A model of that name exists already.", "model 'churn' exists already")
+CANNOT_CREATE = Refusal(
+    409,
+    "A model of that name exists already, or the deployment holds LOOPSERVE_MAX_MODELS models "
+    "(the same request succeeds once one is deleted).",
+    "model 'churn' exists already",
+)
 IS_CHAMPION = Refusal(
     409, "The version is the champion already.", "version 2 is the champion already"
 )

@@ -10,7 +10,8 @@ hands them to its writer: by default a session of the API's database (binary COP
 PostgreSQL); on PostgreSQL the app uses `registry.predlog.process.ProcessWriter`, whose child
 process runs the COPY so that it never holds this process's GIL. A failed write keeps the
 chunks for the next try, which first skips the chunks found written (the write committed but
-its answer was lost). When `limit` rows wait (the database has been down for long), predict
+its answer was lost) and those of models deleted since they were served (they can never be
+written). When `limit` rows wait (the database has been down for long), predict
 answers 503 rather than serving predictions that could never be labelled.
 """
 
@@ -30,7 +31,7 @@ from api.serving import MISSING_CATEGORY, Columns
 from registry.db import Database
 from registry.predlog.ids import new_batch_id, prediction_ids
 from registry.predlog.record import LoggedBatch
-from registry.predlog.write import BatchWriter, SessionWriter, logged_batch_ids
+from registry.predlog.write import BatchWriter, SessionWriter, logged_batch_ids, models_kept
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,16 @@ class PredictionLog:
             self._seal(key)
 
     def _write(self, take: list[Chunk], *, retry: bool) -> None:
-        """Write the chunks; a retry first drops those that the failed write committed."""
+        """Write the chunks; a retry first drops those that the failed write committed, and
+        those of deleted models, whose rows the database refuses."""
         if retry:
             with self._db.session() as s:
                 done = logged_batch_ids(s, [chunk.id for chunk in take])
-            take = [chunk for chunk in take if chunk.id not in done]
+                kept = models_kept(s, {chunk.model_id for chunk in take})
+            orphans = sum(chunk.rows for chunk in take if chunk.model_id not in kept)
+            if orphans:
+                log.warning("dropping %d predictions of deleted models from the log", orphans)
+            take = [chunk for chunk in take if chunk.id not in done and chunk.model_id in kept]
         self._writer.write([chunk.record() for chunk in take])
 
     def _run(self) -> None:

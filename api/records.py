@@ -1,6 +1,7 @@
 """The request and response types of the platform's other JSON routes: the admin routes
-(models, data, retrains, jobs, promotion, rollback, the audit log), the model listings, live
-performance and drift, and health. /openapi.json documents them from here (api.openapi).
+(models and their deletion, data, retrains, jobs, promotion, rollback, the audit log), the model
+listings, live performance and drift, and health. /openapi.json documents them from here
+(api.openapi).
 
 Answers are built by api.service and api.live from the registry's rows and are exactly these
 types: every key present (null where the value can be missing) and none other
@@ -287,14 +288,46 @@ class RolledBack(Answer):
     model_config = _examples({"model": EXAMPLE_MODEL, "champion_version": 1, "retired_version": 2})
 
 
+class ModelDeleted(Answer):
+    """What went with a deleted model (its `model_deleted` audit entry says the same)."""
+
+    model: str
+    champion_version: int | None = Field(description="The champion it had, if any.")
+    versions: int = Field(description="Versions deleted.")
+    labelled_rows: int = Field(description="Uploaded rows and labelled predictions deleted.")
+    predictions: int = Field(description="Logged predictions deleted.")
+    jobs: int = Field(description="Retrain jobs deleted, open or finished.")
+    cancelled_jobs: list[str] = Field(
+        description="The open jobs among them, superseded first: their workers drop their work."
+    )
+    artifacts_deleted: int = Field(description="ONNX graphs and pipelines no other model uses.")
+    artifacts_kept: int = Field(
+        description="Artifacts kept because another model's versions share them."
+    )
+
+    model_config = _examples(
+        {
+            "model": EXAMPLE_MODEL,
+            "champion_version": 2,
+            "versions": 3,
+            "labelled_rows": 5200,
+            "predictions": 48000,
+            "jobs": 3,
+            "cancelled_jobs": [EXAMPLE_JOB],
+            "artifacts_deleted": 6,
+            "artifacts_kept": 0,
+        }
+    )
+
+
 class EventRecord(Answer):
     """An entry of the audit log: who did what to which model, when and why."""
 
     id: int
-    model: str | None = Field(description="The model's name.")
+    model: str | None = Field(description="The model's name, kept after it is deleted.")
     kind: str = Field(
         description="`model_created`, `data_uploaded`, `retrain_requested`, "
-        "`retrain_finished`, `promoted`, `rolled_back`, `change_detected`, ..."
+        "`retrain_finished`, `promoted`, `rolled_back`, `change_detected`, `model_deleted`, ..."
     )
     actor: str = Field(description="`admin`, `worker:<name>`, `monitor`, `platform`, ...")
     version: int | None = Field(description="The version concerned.")

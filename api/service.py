@@ -16,6 +16,7 @@ from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
     JobRecord,
+    ModelDeleted,
     ModelRecord,
     Promoted,
     Readiness,
@@ -52,10 +53,12 @@ class Platform:
         notifier: ChampionNotifier,
         *,
         feedback_wait_seconds: float,
+        max_models: int,
     ) -> None:
         self.db, self.cache, self.log, self.sender = db, cache, log, sender
         self.notifier = notifier
         self.feedback_wait_seconds = feedback_wait_seconds
+        self.max_models = max_models
 
     # --- feedback ----------------------------------------------------------------------
 
@@ -84,10 +87,27 @@ class Platform:
     # --- administration ----------------------------------------------------------------
 
     def create_model(self, spec: ModelSpec, *, actor: str) -> ModelRecord:
+        """Create a model, refused (Conflict) beyond `max_models`: a client must not fill the
+        deployment with models no one deletes."""
         with self.db.session() as s:
-            out = self._model_record(s, catalog.create_model(s, spec, actor=actor))
+            model = catalog.create_model(s, spec, actor=actor, max_models=self.max_models)
+            out = self._model_record(s, model)
         self.cache.wake(spec.name)  # serving learns the name now, not at the next poll
         return out
+
+    def delete_model(self, name: str, *, actor: str) -> ModelDeleted:
+        """Delete the model with all that is its own (registry.catalog.delete_model). Then no
+        replica serves it: this one before answering, the others when notified (or at their
+        next poll), as when a champion changes."""
+        with self.db.session() as s:
+            gone = catalog.delete_model(s, name, actor=actor)
+        try:
+            self.cache.refresh()
+        except Exception:  # the poller retries; the model's rows are gone either way
+            log.exception("could not drop %s from this replica's champions at once", name)
+            self.cache.wake(name)
+        self.notifier.publish(name, None)
+        return ModelDeleted(model=name, **gone)
 
     def upload(self, name: str, rows: Any, *, actor: str) -> int:
         if not isinstance(rows, list) or not rows:
@@ -102,9 +122,10 @@ class Platform:
             return n
 
     def retrain(self, name: str, *, actor: str) -> RetrainQueued:
-        """Create or join the model's retrain job; send it only once it is committed."""
+        """Create or join the model's retrain job; send it only once it is committed. The
+        model is locked, so a request during its deletion waits for it and finds no model."""
         with self.db.session() as s:
-            model = catalog.get_model(s, name)
+            model = catalog.get_model(s, name, lock=True)
             job, created = jobs.submit(s, model, trigger=Trigger.ADMIN, actor=actor)
             out = RetrainQueued(job_id=job.id, status=job.status, joined=not created)
         if created:
@@ -159,10 +180,13 @@ class Platform:
         self.notifier.publish(name, version)
 
     def events(self, model: str | None) -> list[EventRecord]:
+        """The audit log, of one model name when given: a deleted model's entries too, and
+        NotFound for a name that no model has and no entry names."""
         with self.db.session() as s:
-            if model is not None:
+            found = events.list_events(s, model)
+            if model is not None and not found:
                 catalog.get_model(s, model)
-            return [EventRecord.model_validate(e) for e in events.list_events(s, model)]
+            return [EventRecord.model_validate(e) for e in found]
 
     def models(self) -> list[ModelRecord]:
         with self.db.session() as s:

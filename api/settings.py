@@ -42,6 +42,12 @@ class ApiSettings(BaseSettings):
         "COPY never holds the API process's GIL while requests wait.",
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
+    max_models: int = Field(
+        default=100,
+        ge=1,
+        description="Most models the deployment holds: creating one more is refused (409) "
+        "until one is deleted.",
+    )
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     inline_onnx_ms: float = Field(
         default=1.0,

@@ -145,6 +145,25 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a model; only with --yes, as nothing brings it back."""
+    if not args.yes:
+        print(
+            f"this deletes model {args.name} with its versions, labelled rows, prediction log "
+            "and jobs, for good; run again with --yes to do it",
+            file=sys.stderr,
+        )
+        return 2
+    gone = _client(args).call("DELETE", f"/v1/admin/models/{args.name}")
+    print(
+        f"deleted model {gone['model']}: {gone['versions']} versions, "
+        f"{gone['labelled_rows']} labelled rows, {gone['predictions']} logged predictions, "
+        f"{gone['jobs']} jobs ({len(gone['cancelled_jobs'])} cancelled), "
+        f"{gone['artifacts_deleted']} artifacts ({gone['artifacts_kept']} shared, kept)"
+    )
+    return 0
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     params = {"model": args.model} if args.model else {}
     rows = _client(args).call("GET", "/v1/admin/events", params=params)
@@ -214,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     rb = admin("rollback", "put the previous champion back", cmd_rollback)
     rb.add_argument("name")
     rb.add_argument("--reason")
+    de = admin("delete", "delete a model with its versions, data, log and jobs", cmd_delete)
+    de.add_argument("name")
+    de.add_argument("--yes", action="store_true", help="confirm: the deletion cannot be undone")
     admin("events", "the audit log", cmd_events).add_argument("--model")
     d = admin("demo", "drive a drifting workload against a running server", cmd_demo)
     d.add_argument("--rows", type=int, default=2400)

@@ -2,28 +2,55 @@
 
 Promotion and rollback change the champion, the demoted version and the audit log in the
 caller's transaction; the partial unique index on `stage = 'champion'` makes a second champion
-impossible even if two processes race.
+impossible even if two processes race. Deleting a model takes everything that is its own with
+it in one transaction, and leaves its audit log and the artifacts other models share.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import events
+from registry import events, jobs
 from registry.errors import Conflict, CorruptArtifact, NotFound
-from registry.models import Artifact, Model, ModelVersion, Stage, utcnow
+from registry.models import (
+    JOB_OPEN,
+    Artifact,
+    Job,
+    LabelledRow,
+    Model,
+    ModelVersion,
+    PredictionBatch,
+    Stage,
+    utcnow,
+)
 from tuning.spec import ModelSpec
 
+# The lock that creations take in turn on PostgreSQL ("loopserv" as a 64-bit key).
+CREATE_LOCK = int.from_bytes(b"loopserv", "big")
 
-def create_model(session: Session, spec: ModelSpec, *, actor: str) -> Model:
+
+def create_model(
+    session: Session, spec: ModelSpec, *, actor: str, max_models: int | None = None
+) -> Model:
+    """Create a model; Conflict when the name is taken or `max_models` models exist already.
+    Creations take turns until the caller commits, so concurrent ones never pass the limit
+    together."""
+    _take_turns_creating(session)
     if session.scalar(select(Model.id).where(Model.name == spec.name)) is not None:
         raise Conflict(f"model {spec.name!r} exists already")
+    if max_models is not None:
+        count = session.scalar(select(func.count()).select_from(Model)) or 0
+        if count >= max_models:
+            raise Conflict(
+                f"this deployment holds {count} models, its limit (LOOPSERVE_MAX_MODELS="
+                f"{max_models}): delete a model before creating another"
+            )
     model = Model(name=spec.name, spec=spec.model_dump(mode="json"), classes=spec.classes)
     session.add(model)
     try:
@@ -32,6 +59,14 @@ def create_model(session: Session, spec: ModelSpec, *, actor: str) -> Model:
         raise Conflict(f"model {spec.name!r} exists already") from exc
     events.record(session, model.id, "model_created", actor=actor, detail={"spec": model.spec})
     return model
+
+
+def _take_turns_creating(session: Session) -> None:
+    """Hold the creation lock until the transaction ends: a transaction-level advisory lock on
+    PostgreSQL; on SQLite a writing transaction holds the database's lock from its start
+    (registry.db), so creations take turns already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
 
 
 def get_model(session: Session, name: str, *, lock: bool = False) -> Model:
@@ -55,9 +90,14 @@ def spec_of(model: Model) -> ModelSpec:
 
 
 def put_artifact(session: Session, kind: str, data: bytes) -> str:
-    """Store bytes by their sha256 (idempotent) and return the hash."""
+    """Store bytes by their sha256 (idempotent) and return the hash.
+
+    An artifact stored already is share-locked until the caller commits the version that
+    refers to it, so deleting another model that shares it (`delete_model`) cannot remove it
+    meanwhile (no-op on SQLite, whose writers take turns)."""
     digest = hashlib.sha256(data).hexdigest()
-    if session.get(Artifact, digest) is None:
+    stored = select(Artifact.sha256).where(Artifact.sha256 == digest)
+    if session.scalar(stored.with_for_update(read=True, key_share=True)) is None:
         session.add(Artifact(sha256=digest, kind=kind, size=len(data), data=data))
         session.flush()
     return digest
@@ -232,3 +272,97 @@ def model_names(session: Session) -> set[str]:
     """Every model's name, champion or not: what an API replica polls beside the pointers, to
     tell an unknown model from one not served yet without a query per request."""
     return set(session.scalars(select(Model.name)))
+
+
+def delete_model(session: Session, name: str, *, actor: str) -> dict[str, Any]:
+    """Delete a model with all that is its own: versions, labelled rows, prediction log, jobs,
+    and the artifacts no other model's version shares. Returns what went, as its
+    `model_deleted` audit entry records it; the audit log keeps its entries, naming it.
+
+    Open jobs are superseded first and then deleted: a worker still on one finds it gone and
+    drops its work (registry.jobs). The model's open jobs are locked before the model, the order
+    in which a worker registering a result takes them.
+    """
+    model_id = session.scalar(select(Model.id).where(Model.name == name))
+    if model_id is None:
+        raise NotFound(f"model {name!r} not found")
+    session.scalars(
+        select(Job.id).where(Job.model_id == model_id, Job.status.in_(JOB_OPEN)).with_for_update()
+    ).all()
+    model = get_model(session, name, lock=True)
+    open_jobs = session.scalars(
+        select(Job).where(Job.model_id == model.id, Job.status.in_(JOB_OPEN))
+    ).all()
+    for job in open_jobs:
+        jobs.supersede(session, job, reason="its model is being deleted", actor=actor)
+    current = champion(session, model.id)
+    artifacts = _artifacts_of(session, model.id)
+    session.flush()  # the supersede entries, while their model exists
+    logged = select(func.coalesce(func.sum(PredictionBatch.rows), 0)).where(
+        PredictionBatch.model_id == model.id
+    )
+    detail: dict[str, Any] = {
+        "champion_version": current.version if current is not None else None,
+        "versions": _delete(session, ModelVersion, model.id),
+        "labelled_rows": _delete(session, LabelledRow, model.id),
+        "predictions": int(session.scalar(logged) or 0),
+        "jobs": _delete(session, Job, model.id),
+        "cancelled_jobs": [job.id for job in open_jobs],
+    }
+    _delete(session, PredictionBatch, model.id)  # the log's rows, which held `predictions`
+    session.execute(delete(Model).where(Model.id == model.id))
+    kept = [digest for digest in sorted(artifacts) if not _drop_artifact(session, digest)]
+    detail["artifacts_deleted"] = len(artifacts) - len(kept)
+    detail["artifacts_kept"] = len(kept)
+    events.record(
+        session,
+        None,
+        "model_deleted",
+        actor=actor,
+        model_name=name,
+        version=detail["champion_version"],
+        reason="deleted with its versions, labelled rows, prediction log and jobs",
+        detail=detail,
+    )
+    return detail
+
+
+def _artifacts_of(session: Session, model_id: int) -> set[str]:
+    """The content hashes the model's versions refer to (ONNX graphs and pipelines)."""
+    rows = session.execute(
+        select(ModelVersion.onnx_sha256, ModelVersion.pipeline_sha256).where(
+            ModelVersion.model_id == model_id
+        )
+    ).all()
+    return {digest for row in rows for digest in row if digest is not None}
+
+
+def _delete(
+    session: Session, table: type[ModelVersion | LabelledRow | PredictionBatch | Job], model_id: int
+) -> int:
+    """Delete the model's rows of a table; how many there were."""
+    # A DELETE answers a cursor result, which counts the rows it deleted.
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(table).where(table.model_id == model_id),
+            execution_options={"synchronize_session": False},
+        ),
+    )
+    return result.rowcount
+
+
+def _drop_artifact(session: Session, digest: str) -> bool:
+    """Delete an artifact no version refers to any more; False when one still does (another
+    model shares it, or a version committed meanwhile refers to it)."""
+    shared = select(ModelVersion.id).where(
+        or_(ModelVersion.onnx_sha256 == digest, ModelVersion.pipeline_sha256 == digest)
+    )
+    if session.scalar(shared.limit(1)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.execute(delete(Artifact).where(Artifact.sha256 == digest))
+    except IntegrityError:
+        return False
+    return True

@@ -1,4 +1,7 @@
-"""The audit log: every change of who serves is recorded in the transaction that makes it."""
+"""The audit log: every change of who serves is recorded in the transaction that makes it.
+
+Entries keep their model's name, so the log still says which model an entry was about after the
+model is deleted (its `model_deleted` entry included)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,16 @@ def record(
     version: int | None = None,
     reason: str = "",
     detail: dict[str, Any] | None = None,
+    model_name: str | None = None,
 ) -> Event:
+    """Add an entry; the model's name is looked up from `model_id` unless given (an entry
+    about a model that is gone names it with `model_name` alone)."""
+    if model_name is None and model_id is not None:
+        model = session.get(Model, model_id)
+        model_name = model.name if model is not None else None
     event = Event(
         model_id=model_id,
+        model_name=model_name,
         kind=kind,
         actor=actor,
         version=version,
@@ -33,15 +43,15 @@ def record(
 
 
 def list_events(session: Session, model: str | None = None, limit: int = 200) -> list[dict]:
-    """Newest first, optionally for one model name."""
-    query = select(Event, Model.name).outerjoin(Model, Event.model_id == Model.id)
+    """Newest first, optionally of one model name (a deleted model's entries included)."""
+    query = select(Event)
     if model is not None:
-        query = query.where(Model.name == model)
-    rows = session.execute(query.order_by(Event.id.desc()).limit(limit)).all()
+        query = query.where(Event.model_name == model)
+    rows = session.scalars(query.order_by(Event.id.desc()).limit(limit)).all()
     return [
         {
             "id": e.id,
-            "model": name,
+            "model": e.model_name,
             "kind": e.kind,
             "actor": e.actor,
             "version": e.version,
@@ -49,5 +59,5 @@ def list_events(session: Session, model: str | None = None, limit: int = 200) ->
             "detail": e.detail,
             "at": e.created_at.isoformat(),
         }
-        for e, name in rows
+        for e in rows
     ]

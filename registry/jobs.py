@@ -5,7 +5,9 @@
   heartbeat stopped is re-queued as a new attempt (the embedded brokers never redeliver a task
   whose worker was killed, Redis only after its visibility timeout);
 - tasks carry their attempt number: a task of an old attempt must not register anything. With
-  candidates fanned out, tasks on several workers act for one attempt.
+  candidates fanned out, tasks on several workers act for one attempt;
+- a job deleted with its model (registry.catalog.delete_model) is over for every task still
+  working on it, as a re-queued attempt is: its tasks drop their work instead of failing.
 """
 
 from __future__ import annotations
@@ -64,20 +66,26 @@ def open_job(session: Session, model_id: int) -> Job | None:
 
 
 def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
-    query = select(Job).where(Job.id == job_id)
-    if lock:
-        query = query.with_for_update()
-    job = session.scalar(query)
+    job = find(session, job_id, lock=lock)
     if job is None:
         raise NotFound(f"job {job_id!r} not found")
     return job
 
 
+def find(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
+    """The job, or None when there is none (never was, or deleted with its model)."""
+    query = select(Job).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
 def start(session: Session, job_id: str, *, worker: str) -> Job | None:
     """Start a new attempt of a queued job, fixing the rows it trains on (up to the model's
-    newest labelled row now); None when it is not queued (done, or running)."""
-    job = get(session, job_id, lock=True)
-    if job.status != JobStatus.QUEUED:
+    newest labelled row now); None when it is not queued (done, running, or deleted with its
+    model)."""
+    job = find(session, job_id, lock=True)
+    if job is None or job.status != JobStatus.QUEUED:
         return None
     now = utcnow()
     job.status, job.worker, job.attempts = JobStatus.RUNNING, worker, job.attempts + 1
@@ -93,9 +101,10 @@ def is_attempt(job: Job, attempt: int) -> bool:
 
 
 def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | None) -> bool:
-    """Refresh the heartbeat; False when `attempt` is no longer the job's live attempt."""
-    job = get(session, job_id, lock=True)
-    if not is_attempt(job, attempt):
+    """Refresh the heartbeat; False when `attempt` is no longer the job's live attempt (or the
+    job is gone)."""
+    job = find(session, job_id, lock=True)
+    if job is None or not is_attempt(job, attempt):
         return False
     job.heartbeat_at = utcnow()
     if progress is not None:
@@ -105,7 +114,9 @@ def heartbeat(session: Session, job_id: str, *, attempt: int, progress: float | 
 
 def ensure_current(session: Session, job_id: str, *, attempt: int) -> Job:
     """Lock the job and check `attempt` is still its live attempt; raise Conflict otherwise."""
-    job = get(session, job_id, lock=True)
+    job = find(session, job_id, lock=True)
+    if job is None:
+        raise Conflict(f"attempt {attempt} of job {job_id} is over: the job was deleted")
     if not is_attempt(job, attempt):
         raise Conflict(f"attempt {attempt} of job {job_id} is over")
     return job
@@ -121,9 +132,12 @@ def finish(session: Session, job: Job, result: dict[str, Any]) -> None:
 
 
 def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> bool:
-    """Mark the job failed with its error, if `attempt` (when given) is still the live one."""
-    job = get(session, job_id, lock=True)
-    if job.status not in JOB_OPEN or (attempt is not None and not is_attempt(job, attempt)):
+    """Mark the job failed with its error, if it is open and `attempt` (when given) is still
+    the live one."""
+    job = find(session, job_id, lock=True)
+    if job is None or job.status not in JOB_OPEN:
+        return False
+    if attempt is not None and not is_attempt(job, attempt):
         return False
     job.status, job.error, job.finished_at = JobStatus.FAILED, error, utcnow()
     events.record(
@@ -137,15 +151,16 @@ def fail(session: Session, job_id: str, *, attempt: int | None, error: str) -> b
     return True
 
 
-def supersede(session: Session, job: Job, *, reason: str) -> None:
-    """End an open job because newer data makes its work moot (a detected change): its
-    running attempt sees it is no longer live at its next heartbeat and drops its work."""
+def supersede(session: Session, job: Job, *, reason: str, actor: str = "monitor") -> None:
+    """End an open job because its work became moot (newer data after a detected change, or
+    its model is being deleted): its running attempt sees it is no longer live at its next
+    heartbeat and drops its work."""
     job.status, job.error, job.finished_at = JobStatus.FAILED, f"superseded: {reason}", utcnow()
     events.record(
         session,
         job.model_id,
         "retrain_superseded",
-        actor="monitor",
+        actor=actor,
         reason=reason,
         detail={"job_id": job.id, "trigger": job.trigger},
     )

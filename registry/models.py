@@ -270,14 +270,18 @@ class Job(Base):
 
 
 class Event(Base):
-    """The audit log: who did what to which model, when and why."""
+    """The audit log: who did what to which model, when and why.
+
+    An entry outlives its model: it keeps the model's name, and deleting the model clears the
+    reference (revision 0006)."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     model_id: Mapped[int | None] = mapped_column(
-        ForeignKey("models.id", ondelete="CASCADE"), index=True
+        ForeignKey("models.id", ondelete="SET NULL"), index=True
     )
+    model_name: Mapped[str | None] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
     version: Mapped[int | None] = mapped_column(Integer)

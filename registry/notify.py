@@ -31,12 +31,13 @@ def notify_url(broker_url: str | None, explicit: str | None) -> str | None:
 
 
 class ChampionNotifier:
-    """Publishes `{"model", "version"}` after a champion changed; never fails its caller."""
+    """Publishes `{"model", "version"}` after a champion changed (`version` null: the model was
+    deleted, and no version is to be served); never fails its caller."""
 
     def __init__(self, url: str | None) -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=2) if url else None
 
-    def publish(self, model: str, version: int) -> None:
+    def publish(self, model: str, version: int | None) -> None:
         if self._client is None:
             return
         try:

@@ -136,8 +136,8 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
     reaction job (options.reaction) searches with the spec's small reaction budget.
     """
     with db.session() as s:
-        job = jobs.get(s, job_id)
-        if not jobs.is_attempt(job, attempt):
+        job = jobs.find(s, job_id)
+        if job is None or not jobs.is_attempt(job, attempt):
             raise JobLost(f"attempt {attempt} of job {job_id} is over")
         model = s.get(Model, job.model_id)
         assert model is not None

@@ -13,15 +13,16 @@ from api.errors import MalformedInput
 from api.openapi import (
     ADMIN_TOKEN,
     BROKER,
+    CANNOT_CREATE,
     DATABASE,
     INVALID_PROMOTION,
     INVALID_ROLLBACK,
     INVALID_ROWS,
     INVALID_SPEC,
     IS_CHAMPION,
-    MODEL_EXISTS,
     NO_JOB,
     NO_MODEL,
+    NO_MODEL_EVER,
     NO_PREVIOUS,
     NO_VERSION,
     SPEC_EXAMPLES,
@@ -32,6 +33,7 @@ from api.openapi import (
 from api.records import (
     EventRecord,
     JobRecord,
+    ModelDeleted,
     ModelRecord,
     Promoted,
     PromoteRequest,
@@ -48,15 +50,25 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 @router.post(
     "/models",
     status_code=201,
-    responses=failures("v1", ADMIN_TOKEN, MODEL_EXISTS, INVALID_SPEC, DATABASE),
+    responses=failures("v1", ADMIN_TOKEN, CANNOT_CREATE, INVALID_SPEC, DATABASE),
 )
 async def create_model(
     actor: Admin,
     spec: Annotated[ModelSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     platform: PlatformDep,
 ) -> ModelRecord:
-    """A new model; upload labelled rows for it, then retrain it to get a champion."""
+    """A new model; upload labelled rows for it, then retrain it to get a champion. Refused
+    (409) when LOOPSERVE_MAX_MODELS models exist already."""
     return await run_in_threadpool(platform.create_model, spec, actor=actor)
+
+
+@router.delete("/models/{name}", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, DATABASE))
+async def delete_model(name: str, actor: Admin, platform: PlatformDep) -> ModelDeleted:
+    """Delete the model with its versions, labelled rows, prediction log and jobs (open jobs
+    are cancelled first); artifacts another model shares stay. Every replica stops serving it
+    (predict answers 404, as for a name never created); the audit log keeps its entries and
+    adds a `model_deleted` one saying what went."""
+    return await run_in_threadpool(platform.delete_model, name, actor=actor)
 
 
 @router.post(
@@ -142,11 +154,12 @@ async def rollback(
     return await run_in_threadpool(platform.rollback, name, actor=actor, reason=body.reason)
 
 
-@router.get("/events", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, DATABASE))
+@router.get("/events", responses=failures("v1", ADMIN_TOKEN, NO_MODEL_EVER, DATABASE))
 async def list_events(
     platform: PlatformDep,
     _: Admin,
     model: Annotated[str | None, Query(description="Only this model's entries.")] = None,
 ) -> list[EventRecord]:
-    """The audit log, newest first (at most 200 entries), of one model when `model` is given."""
+    """The audit log, newest first (at most 200 entries), of one model when `model` is given
+    (a deleted model's entries stay, under its name)."""
     return await run_in_threadpool(platform.events, model)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.db import Database
-from registry.models import PredictionBatch
+from registry.models import Model, PredictionBatch
 from registry.predlog.record import COLUMNS, LOG_COPY, LoggedBatch, copy_stream
 
 
@@ -75,6 +75,15 @@ def logged_batch_ids(session: Session, ids: Iterable[str]) -> set[str]:
         return set()
     found = session.scalars(select(PredictionBatch.id).where(PredictionBatch.id.in_(wanted)))
     return set(found)
+
+
+def models_kept(session: Session, model_ids: Iterable[int]) -> set[int]:
+    """Which of these models still exist: a batch of a model deleted since it was served can
+    never be written (its model reference would dangle)."""
+    wanted = list(model_ids)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Model.id).where(Model.id.in_(wanted))))
 
 
 def _text(json: bytes | None) -> str | None:

@@ -98,6 +98,7 @@ def test_every_route_answers_as_published(served, database_url, tmp_path, monkey
     _promote_and_rollback(client, db, c)
     _performance_and_drift(client, db, c)
     _events(client, c)
+    _delete(client, c)
     _database_down(database_url, tmp_path, c)
     assert c.documented() - c.seen == set(), "documented but never answered"
     assert c.seen <= c.documented()
@@ -320,6 +321,33 @@ def _events(client: TestClient, c: Contract) -> None:
     c.check("get", path, client.get(path), 401)
 
 
+def _delete(client: TestClient, c: Contract) -> None:
+    """`fresh` goes, with the job the broker never got; its audit entries stay."""
+    path, url = "/v1/admin/models/{name}", "/v1/admin/models/fresh"
+    c.check("delete", path, client.delete(url), 401)
+    out = c.check("delete", path, client.delete(url, headers=ADMIN), 200)
+    assert len(out.pop("cancelled_jobs")) == 1
+    assert out == {
+        "model": "fresh",
+        "champion_version": None,
+        "versions": 0,
+        "labelled_rows": 0,
+        "predictions": 0,
+        "jobs": 1,
+        "artifacts_deleted": 0,
+        "artifacts_kept": 0,
+    }
+    c.check("delete", path, client.delete(url, headers=ADMIN), 404)
+    c.check("delete", path, client.delete("/v1/admin/models/nope", headers=ADMIN), 404)
+    r = client.get("/v1/admin/events", params={"model": "fresh"}, headers=ADMIN)
+    log = c.check("get", "/v1/admin/events", r, 200)
+    assert [e["kind"] for e in log[:2]] == ["model_deleted", "retrain_superseded"]
+    assert log[-1]["kind"] == "model_created"
+    assert [m["name"] for m in c.check("get", "/v1/models", client.get("/v1/models"), 200)] == [
+        "churn"
+    ]
+
+
 def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: ignore[no-untyped-def]
     """An app whose database cannot be opened: 503 from every route that reads it, in each
     protocol's shape; not ready, and the V2 routes say no champion is loaded."""
@@ -347,6 +375,7 @@ def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: i
             ("get", "/v1/models/{name}/performance", "/v1/models/churn/performance", {}),
             ("get", "/v1/models/{name}/drift", "/v1/models/churn/drift", {}),
             ("post", "/v1/admin/models", "/v1/admin/models", {"json": churn_spec().model_dump()}),
+            ("delete", admin, "/v1/admin/models/churn", {}),
             ("post", admin + "/data", "/v1/admin/models/churn/data", {"json": one}),
             ("post", admin + "/data", "/v1/admin/models/churn/data", csv),
             ("post", admin + "/retrain", "/v1/admin/models/churn/retrain", {}),

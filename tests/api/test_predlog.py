@@ -162,6 +162,23 @@ def test_a_write_whose_answer_was_lost_is_not_written_again(db, model_id) -> Non
     assert sorted(_logged_rows(db)) == [(1, 1), (1, 2)]
 
 
+def test_predictions_of_a_deleted_model_are_dropped_and_the_rest_logged(db, model_id) -> None:  # type: ignore[no-untyped-def]
+    """A replica that has not learnt yet that a model was deleted serves and buffers its
+    predictions: the database refuses them, and they must not hold up the other models'."""
+    with db.session() as s:
+        other = catalog.create_model(s, churn_spec("other"), actor="test").id
+        catalog.delete_model(s, "churn", actor="test")
+    log = _log(db, flush_seconds=0.05)
+    rows = _columns([(0.5, "red"), (None, None)])
+    log.add(model_id, 1, rows, *_served(rows))
+    kept = log.add(other, 2, rows, *_served(rows))
+    assert log.flush(timeout=10)
+    log.close()
+    assert _logged_rows(db) == [(2, 2)]
+    with db.session() as s:
+        assert missing_predictions(s, other, kept) == set()
+
+
 def test_on_postgres_a_child_process_writes_the_log(postgres_url) -> None:  # type: ignore[no-untyped-def]
     upgrade(postgres_url)
     db = Database(postgres_url)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack import Client, Stack
+from cli.main import main
+from tests.e2e.stack import ADMIN_TOKEN, Client, Stack
 from tests.factories import churn_rows, churn_spec, features_only
 
 pytestmark = pytest.mark.slow
@@ -145,3 +146,51 @@ def _wait_for_finished_job(api: Client, name: str, trigger: str, after: int) -> 
                 return api.wait_job(event["detail"]["job_id"])
         time.sleep(0.5)
     raise AssertionError(f"no {trigger} retrain of {name}")
+
+
+def _until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_model_deleted_while_it_retrains_goes_everywhere(
+    running: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two replicas serve `churn`; `loopserve delete` deletes it while a retrain of it runs.
+    The worker drops that job and trains the next model's; neither replica serves `churn` any
+    more; the audit log says what went."""
+    api, api2 = running.client(), running.client(running.start_api("api2"))
+    _first_champion(api, "churn")
+    api2.wait_version("churn", 1)
+    api.ok("POST", "/v1/admin/models", 201, json=churn_spec("other").model_dump())
+    api.ok("POST", "/v1/admin/models/other/data", 202, json={"rows": churn_rows(600, seed=12)})
+    _label_traffic(api2, "churn", churn_rows(300, seed=11, flipped=True))
+    job = api.ok("POST", "/v1/admin/models/churn/retrain", 202)["job_id"]
+    _until(lambda: api.ok("GET", f"/v1/admin/jobs/{job}")["status"] == "running", "not started")
+
+    assert main(["delete", "churn", "--yes", "--url", running.urls[1], "--token", ADMIN_TOKEN]) == 0
+    assert capsys.readouterr().out.startswith(
+        "deleted model churn: 1 versions, 900 labelled rows, 300 logged predictions, 2 jobs "
+        "(1 cancelled), "
+    )
+    body = {"instances": features_only(churn_rows(2, seed=3))}
+    for client in (api2, api):  # api2 answered the delete; api hears of it
+        _until(
+            lambda c=client: c.post("/v1/models/churn/predict", json=body).status_code == 404,
+            "the deleted model is still served",
+            timeout=10,
+        )
+    assert api.get(f"/v1/admin/jobs/{job}").status_code == 404
+
+    other = api.retrain("other")  # the one worker process is free again
+    assert other["status"] == "succeeded" and other["result"]["decision"] == "promoted", other
+    api2.wait_version("other", 1)
+    worker_log = (running.home / "worker.log").read_text()
+    assert f"job {job} is over; dropping its work" in worker_log
+    assert "Traceback" not in worker_log
+    log = api.ok("GET", "/v1/admin/events", params={"model": "churn"})
+    assert (log[0]["kind"], log[0]["actor"]) == ("model_deleted", "admin")
+    assert log[0]["detail"]["cancelled_jobs"] == [job]
+    assert [m["name"] for m in api2.ok("GET", "/v1/models")] == ["other"]

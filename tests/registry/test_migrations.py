@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from registry import catalog, data
+from registry import catalog, data, events
 from registry.db import Database
 from registry.migrate import alembic_config, upgrade
-from registry.models import Model
+from registry.models import Event, Model
 from registry.predlog import reads
 from tests.factories import churn_spec
 from tuning.spec import ModelSpec
@@ -227,3 +227,43 @@ def test_0005_converts_the_json_log_and_keeps_its_ids(empty_database_url: str) -
         assert [found[first].features, found[second].features] == rows[:2]
         assert s.scalar(sa.text("SELECT count(*) FROM prediction_batches")) == 3
     db.dispose()
+
+
+def test_0006_names_the_model_of_every_entry_and_keeps_them_when_it_goes(
+    empty_database_url: str,
+) -> None:
+    """Entries written before 0006 learn their model's name; deleting the model then keeps
+    them, still naming it, with the reference cleared; a downgrade keeps them too."""
+    url = empty_database_url
+    upgrade(url, "0005")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _add_model(conn)
+        conn.execute(
+            sa.text(
+                "INSERT INTO events (model_id, kind, actor, reason, detail, created_at) "
+                "VALUES (1, 'model_created', 'admin', '', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+
+    upgrade(url)
+    db = Database(url)
+    with db.session() as s:
+        assert [(e["model"], e["kind"]) for e in events.list_events(s, "churn")] == [
+            ("churn", "model_created")
+        ]
+        s.execute(sa.delete(Model).where(Model.id == 1))
+    with db.session() as s:
+        kept = s.execute(sa.select(Event.model_id, Event.model_name, Event.kind)).all()
+        assert kept == [(None, "churn", "model_created")]
+        assert [e["model"] for e in events.list_events(s, "churn")] == ["churn"]
+    db.dispose()
+
+    command.downgrade(alembic_config(url), "0005")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT model_id, kind FROM events")).all()
+        assert rows == [(None, "model_created")]
+    engine.dispose()
+    upgrade(url)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from registry import catalog, data, jobs
 from registry.catalog import NewVersion
 from registry.models import Artifact, Job, Model, Stage, utcnow
 from registry.notify import ChampionNotifier
 from tests.factories import churn_rows, churn_spec
-from worker import training
+from worker import fanout, training
 from worker.settings import WorkerSettings
-from worker.training import Heartbeat, Skipped, claim, run_local
+from worker.training import Heartbeat, JobLost, Skipped, claim, run_local
 from worker.triggers import tick
 
 
@@ -230,3 +231,59 @@ def test_a_retrain_goes_on_without_what_of_the_champion_will_not_load(db, how, r
         assert current == (
             result["candidate_version"] if result["decision"] == "promoted" else broken
         )
+
+
+def _delete_model(db, model_id: int) -> None:  # type: ignore[no-untyped-def]
+    """What deleting a model does to its jobs: their rows go with it."""
+    with db.session() as s:
+        s.execute(delete(Model).where(Model.id == model_id))
+
+
+def test_a_job_deleted_with_its_model_ends_its_work_cleanly(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The model goes while its job trains: the worker registers nothing, raises nothing and
+    records nothing; the job's message, delivered again, finds nothing to do."""
+    other = _model(db, 400, name="other")
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    real = training.conclude
+
+    def conclude_then_delete(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = real(*args, **kwargs)
+        _delete_model(db, model_id)
+        return outcome
+
+    monkeypatch.setattr(training, "conclude", conclude_then_delete)
+    _run(db, job_id)
+    with db.session() as s:
+        assert s.get(Job, job_id) is None and s.get(Model, model_id) is None
+        assert catalog.versions(s, other) == [] and s.get(Model, other) is not None
+    again = claim(db, job_id, worker="w")
+    assert isinstance(again, Skipped) and again.reason.startswith("not queued")
+
+
+def test_a_heartbeat_finds_its_deleted_job_over(db) -> None:  # type: ignore[no-untyped-def]
+    """A search in progress learns at its next beat that its job was deleted, and stops."""
+    model_id = _model(db, 50)
+    job_id = _submit(db)
+    with db.session() as s:
+        attempt = jobs.start(s, job_id, worker="w").attempts
+    with pytest.raises(JobLost), Heartbeat(db, job_id, attempt, period=0.05) as beat:
+        _delete_model(db, model_id)
+        deadline = time.monotonic() + 5
+        while not beat.lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        beat.progress(0.5)
+
+
+def test_a_candidate_fit_of_a_deleted_job_finds_it_over(db) -> None:  # type: ignore[no-untyped-def]
+    """A fanned-out search loads the job's data in every task: a task that starts after the
+    job was deleted finds its attempt over (the chord's rung then drops the search)."""
+    model_id = _model(db, 400)
+    job_id = _submit(db)
+    job = claim(db, job_id, worker="w")
+    assert not isinstance(job, Skipped)
+    _delete_model(db, model_id)
+    with pytest.raises(JobLost):
+        training.load(db, job_id, job.attempt)
+    cache = fanout.JobDataCache(db)
+    assert fanout.fit(cache, job_id, job.attempt, {}, {}, worker="w2") == {"stale": True}
