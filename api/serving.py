@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from registry import catalog
 from registry.db import Database
-from registry.errors import NotFound
+from registry.errors import NotFound, excerpt
 from tuning.labels import MISSING as MISSING_CATEGORY  # how a missing category reaches a graph
 from tuning.spec import ModelSpec
 
@@ -191,7 +191,7 @@ class ModelCache:
                 "/readyz), then retry"
             )
         if name not in self._names:
-            return NotFound(f"model {name!r} not found")
+            return NotFound(f"model {excerpt(name)} not found")
         if name in self._failed:
             return ModelNotReady(
                 f"model {name}: its champion v{self._failed[name]} could not be loaded on this "

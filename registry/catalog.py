@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import events
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, NotFound, excerpt
 from registry.models import Artifact, Model, ModelVersion, Stage, utcnow
 from tuning.spec import ModelSpec
 
@@ -42,7 +42,7 @@ def get_model(session: Session, name: str, *, lock: bool = False) -> Model:
         query = query.with_for_update()
     model = session.scalar(query)
     if model is None:
-        raise NotFound(f"model {name!r} not found")
+        raise NotFound(f"model {excerpt(name)} not found")
     return model
 
 

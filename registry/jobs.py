@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import data, events
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, NotFound, excerpt
 from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
 
 
@@ -69,7 +69,7 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
         query = query.with_for_update()
     job = session.scalar(query)
     if job is None:
-        raise NotFound(f"job {job_id!r} not found")
+        raise NotFound(f"job {excerpt(job_id)} not found")
     return job
 
 
