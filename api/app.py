@@ -18,6 +18,7 @@ from api import errors
 from api.batching import MicroBatcher
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
+from api.guard import Guard
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import complete
@@ -117,7 +118,9 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    serving = FastPath(functools.partial(FastAPI.__call__, app), app.state)
+    limit = settings.max_body_bytes
+    guarded = Guard(functools.partial(FastAPI.__call__, app), max_body=limit)
+    serving = FastPath(guarded, app.state, max_body=limit)
     app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 
@@ -125,7 +128,7 @@ def create_app(
 class LoopserveAPI(FastAPI):
     """FastAPI behind a front door: metrics and the serving handlers (api.fastpath) see a
     request before FastAPI's own middleware stack, whose per-request work predict and infer do
-    not need."""
+    not need; every other request passes api.guard's checks first."""
 
     front: ASGIApp
 

@@ -10,7 +10,7 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     registry.errors.Conflict                                       409
     registry.errors.InvalidData, MalformedInput, request validation 422, every row and field
     api.oip.decode.ProtocolError                                   400
-    api.dataplane.BatchTooLarge                                    413
+    api.dataplane.BatchTooLarge, api.limits.BodyTooLarge           413
     api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
     api.serving.ModelNotReady, api.service.BrokerUnavailable,
     api.predlog.LogOverloaded, the database unreachable            503
@@ -36,6 +36,7 @@ from starlette.responses import Response
 
 from api.auth import Unauthorized
 from api.dataplane import BatchTooLarge, VersionNotServed
+from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
 from api.predlog import LogOverloaded
 from api.service import BrokerUnavailable
@@ -78,6 +79,16 @@ class Failure:
         message = "; ".join(f"{d.get('field') or 'body'}: {d['msg']}" for d in self.detail)
         return orjson.dumps({"error": message})
 
+    def shaped(self, path: str) -> bytes:
+        """The body in the shape of the path's protocol: V2 under `/v2`, else v1."""
+        return self.v2() if path == "/v2" or path.startswith("/v2/") else self.v1()
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The answer's headers as ASGI sends them, its content type first."""
+        return [(b"content-type", b"application/json")] + [
+            (k.encode(), v.encode()) for k, v in self.headers.items()
+        ]
+
 
 INTERNAL = Failure(500, "internal error")
 CHALLENGE = {"www-authenticate": "Bearer"}
@@ -101,7 +112,7 @@ def describe(exc: BaseException) -> Failure:
             return Failure(422, [_problem(e) for e in exc.errors()])
         case ProtocolError():
             return Failure(400, _message(exc))
-        case BatchTooLarge():
+        case BatchTooLarge() | BodyTooLarge():
             return Failure(413, str(exc))
         case Unauthorized():
             return Failure(401, str(exc), CHALLENGE)
@@ -120,8 +131,7 @@ def install(app: FastAPI) -> None:
 
     async def handler(request: Request, exc: Exception) -> Response:
         failure = describe(exc)
-        path = request.url.path
-        body = failure.v2() if path == "/v2" or path.startswith("/v2/") else failure.v1()
+        body = failure.shaped(request.url.path)
         return Response(body, failure.status, failure.headers, media_type=JSON)
 
     for kind in (
@@ -133,6 +143,7 @@ def install(app: FastAPI) -> None:
         RequestValidationError,
         ProtocolError,
         BatchTooLarge,
+        BodyTooLarge,
         Unauthorized,
         ModelNotReady,
         BrokerUnavailable,

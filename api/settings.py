@@ -42,6 +42,12 @@ class ApiSettings(BaseSettings):
         "COPY never holds the API process's GIL while requests wait.",
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of any route, in bytes: a larger one is answered 413, "
+        "from its Content-Length before it is read, or as soon as a chunked body passes it.",
+    )
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     inline_onnx_ms: float = Field(
         default=1.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -75,11 +76,10 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
         yield client, db
 
 
-@pytest.fixture
-def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A second app on the same database (and its champion, from `served`) behind a real
-    uvicorn server on 127.0.0.1, for real HTTP clients. It runs every ONNX call in the thread
-    pool (`served` runs small ones on the event loop), so both paths are exercised."""
+@contextmanager
+def serve(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """An app with these API settings behind a real uvicorn server on 127.0.0.1; its base
+    URL."""
     import threading
 
     import uvicorn
@@ -87,12 +87,7 @@ def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[
     from tests.e2e.stack import free_port
 
     app = create_app(
-        ApiSettings(
-            admin_token=ADMIN["Authorization"].split()[1],
-            champion_poll_seconds=0.1,
-            max_batch_rows=50,
-            inline_onnx_ms=0,
-        ),
+        ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings),
         RegistrySettings(database_url=database_url, home=tmp_path),
         WorkerSettings(home=tmp_path),
     )
@@ -102,6 +97,19 @@ def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[
     thread.start()
     while not server.started:
         thread.join(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A second app on the same database (and its champion, from `served`) behind a real
+    uvicorn server on 127.0.0.1, for real HTTP clients. It runs every ONNX call in the thread
+    pool (`served` runs small ones on the event loop), so both paths are exercised."""
+    with serve(
+        database_url, tmp_path, champion_poll_seconds=0.1, max_batch_rows=50, inline_onnx_ms=0
+    ) as url:
+        yield url
