@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
+from api.auth import Access
 from api.batching import MicroBatcher
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
@@ -118,9 +119,10 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    limit = settings.max_body_bytes
-    guarded = Guard(functools.partial(FastAPI.__call__, app), max_body=limit)
-    serving = FastPath(guarded, app.state, max_body=limit)
+    limit, access = settings.max_body_bytes, Access(settings)
+    app.state.access = access
+    guarded = Guard(functools.partial(FastAPI.__call__, app), access, max_body=limit)
+    serving = FastPath(guarded, app.state, access, max_body=limit)
     app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 

@@ -24,14 +24,14 @@ from typing import Any, NamedTuple
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import auth
+from api.asgi import JSON, header, respond
+from api.auth import Access
 from api.codec import decode_body, encode_predictions
 from api.dataplane import Served
 from api.errors import Failure, describe
 from api.limits import check_declared, read_body
 from api.oip.decode import HEADER, decode_infer
 from api.oip.encode import encode
-from api.responses import JSON, respond
 from api.serving import Columns, LoadedModel
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ V2_ROUTE = _Route("/v2/models/{name}/infer")
 
 
 class FastPath:
-    def __init__(self, app: ASGIApp, state: Any, *, max_body: int) -> None:
-        self.app, self.state, self.max_body = app, state, max_body
+    def __init__(self, app: ASGIApp, state: Any, access: Access, *, max_body: int) -> None:
+        self.app, self.state, self.access, self.max_body = app, state, access, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,8 +102,8 @@ class FastPath:
         try:
             self._authorize(scope)
             body = await self._read(scope, receive)
-            header = _header(scope, _HEADER)
-            model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, header)
+            length = header(scope, _HEADER)
+            model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, length)
             served = await self._infer(model, columns)
             content, headers = encode(served, parsed)
             raw = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -118,9 +118,9 @@ class FastPath:
         return await read_body(receive, self.max_body)
 
     def _authorize(self, scope: Scope) -> None:
-        settings = self.state.settings
-        if settings.client_tokens:  # no header lookup while the routes are open
-            auth.require_client(settings, _header(scope, b"authorization"))
+        access = self.access
+        if access.client_tokens:  # no header lookup while the routes are open
+            access.require_client(header(scope, b"authorization"))
 
 
 _ALLOW_POST = [*JSON, (b"allow", b"POST")]
@@ -131,10 +131,3 @@ def _failure(exc: Exception, operation: str) -> Failure:
     if failure.status == 500:
         log.exception("%s failed", operation)
     return failure
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None

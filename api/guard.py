@@ -1,22 +1,25 @@
 """The checks in front of every route FastAPI answers (everything but predict and infer,
-which api.fastpath answers with the same checks of its own): the body limit (api.limits).
+which api.fastpath answers with the same checks of its own): access (api.auth), then the body
+limit (api.limits).
 
 A refusal here is answered here, in the path's protocol shape (api.errors), before FastAPI
-sees the request.
+sees the request: with API keys set, a request without one learns nothing else, not even
+whether its path exists.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.asgi import header, respond
+from api.auth import Access
 from api.errors import describe
 from api.limits import BodyTooLarge, BoundedReceive, check_declared
-from api.responses import respond
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
-        self.app, self.max_body = app, max_body
+    def __init__(self, app: ASGIApp, access: Access, *, max_body: int) -> None:
+        self.app, self.access, self.max_body = app, access, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,8 +27,10 @@ class Guard:
             return
         path = scope["path"]
         try:
+            if self.access.needs_key(path):
+                self.access.require_client(header(scope, b"authorization"))
             check_declared(scope["headers"], self.max_body)
-        except BodyTooLarge as exc:
+        except Exception as exc:
             await _refuse(send, exc, path)
             return
         bounded = BoundedReceive(receive, self.max_body)

@@ -21,8 +21,13 @@ class ApiSettings(BaseSettings):
     )
     api_keys: str = Field(
         default="",
-        description="Comma-separated keys for predict, infer and feedback (the admin token works "
-        "there too); empty: open.",
+        description="Comma-separated keys every route but the health checks then needs (the "
+        "admin token works there too); empty: only the admin routes need a token.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="With API keys set, answer /metrics without one (for a scraper that "
+        "cannot send a bearer token).",
     )
     champion_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often a replica checks the champion pointers."
@@ -82,8 +87,8 @@ class ApiSettings(BaseSettings):
 
     @cached_property
     def client_tokens(self) -> tuple[bytes, ...]:
-        """What predict, infer and feedback accept: the API keys and the admin token; empty
-        when no key is set and those routes are open (api.auth)."""
+        """What the routes that need a key accept: the API keys and the admin token; empty
+        when no key is set (api.auth)."""
         keys = sorted({k.strip() for k in self.api_keys.split(",") if k.strip()})
         if not keys:
             return ()
