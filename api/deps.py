@@ -42,7 +42,8 @@ def require_admin(
     request: Request, _: Credentials, access: Annotated[Access, Depends(get_access)]
 ) -> str:
     """The admin principal's name, for the audit log; Unauthorized without the admin token."""
-    access.require_admin(request.headers.get("authorization"))
+    address = request.client.host if request.client else ""
+    access.require_admin(request.headers.get("authorization"), address)
     return "admin"
 
 

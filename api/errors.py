@@ -12,6 +12,7 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     api.oip.decode.ProtocolError                                   400
     api.dataplane.BatchTooLarge, api.limits.BodyTooLarge           413
     api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
+    api.auth.Throttled                                             429, Retry-After
     api.serving.ModelNotReady, api.service.BrokerUnavailable,
     api.predlog.LogOverloaded, the database unreachable            503
     anything else                                                  500 "internal error"
@@ -34,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 
-from api.auth import Unauthorized
+from api.auth import Throttled, Unauthorized
 from api.dataplane import BatchTooLarge, VersionNotServed
 from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
@@ -116,6 +117,8 @@ def describe(exc: BaseException) -> Failure:
             return Failure(413, str(exc))
         case Unauthorized():
             return Failure(401, str(exc), CHALLENGE)
+        case Throttled():
+            return Failure(429, str(exc), {"retry-after": str(exc.retry_after)})
         case ModelNotReady() | BrokerUnavailable():
             return Failure(503, _message(exc))
         case LogOverloaded():
@@ -145,6 +148,7 @@ def install(app: FastAPI) -> None:
         BatchTooLarge,
         BodyTooLarge,
         Unauthorized,
+        Throttled,
         ModelNotReady,
         BrokerUnavailable,
         LogOverloaded,

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.asgi import JSON, header, respond
+from api.asgi import JSON, client_address, header, respond
 from api.auth import Access
 from api.codec import decode_body, encode_predictions
 from api.dataplane import Served
@@ -120,7 +120,7 @@ class FastPath:
     def _authorize(self, scope: Scope) -> None:
         access = self.access
         if access.client_tokens:  # no header lookup while the routes are open
-            access.require_client(header(scope, b"authorization"))
+            access.require_client(header(scope, b"authorization"), client_address(scope))
 
 
 _ALLOW_POST = [*JSON, (b"allow", b"POST")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.asgi import header, respond
+from api.asgi import client_address, header, respond
 from api.auth import Access
 from api.errors import describe
 from api.limits import BodyTooLarge, BoundedReceive, check_declared
@@ -28,7 +28,7 @@ class Guard:
         path = scope["path"]
         try:
             if self.access.needs_key(path):
-                self.access.require_client(header(scope, b"authorization"))
+                self.access.require_client(header(scope, b"authorization"), client_address(scope))
             check_declared(scope["headers"], self.max_body)
         except Exception as exc:
             await _refuse(send, exc, path)

@@ -24,6 +24,12 @@ class ApiSettings(BaseSettings):
         description="Comma-separated keys every route but the health checks then needs (the "
         "admin token works there too); empty: only the admin routes need a token.",
     )
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications a client address may make per minute (as a burst, "
+        "refilled evenly); past them its requests are answered 429 with Retry-After.",
+    )
     metrics_public: bool = Field(
         default=False,
         description="With API keys set, answer /metrics without one (for a scraper that "
