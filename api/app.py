@@ -25,7 +25,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import complete
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
-from api.routes import admin, health, models, v2
+from api.routes import admin, docs, health, models, v2
 from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
@@ -110,7 +110,12 @@ def create_app(
             db.dispose()
 
     app = LoopserveAPI(
-        title="loopserve", version="0.1.0", lifespan=lifespan, default_response_class=JSONResponse
+        title="loopserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,  # api.routes.docs serves /docs, with a policy of its own; no /redoc
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -119,6 +124,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     limit, access = settings.max_body_bytes, Access(settings)
     app.state.access = access
     guarded = Guard(functools.partial(FastAPI.__call__, app), access, max_body=limit)

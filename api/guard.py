@@ -1,6 +1,6 @@
 """The checks in front of every route FastAPI answers (everything but predict and infer,
 which api.fastpath answers with the same checks of its own): access (api.auth), then the body
-limit (api.limits).
+limit (api.limits); and the security headers (api.asgi) on every answer FastAPI gives.
 
 A refusal here is answered here, in the path's protocol shape (api.errors), before FastAPI
 sees the request: with API keys set, a request without one learns nothing else, not even
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.asgi import client_address, header, respond
+from api.asgi import client_address, header, respond, secured
 from api.auth import Access
 from api.errors import describe
 from api.limits import BodyTooLarge, BoundedReceive, check_declared
@@ -38,10 +38,13 @@ class Guard:
 
         async def guarded(message: Message) -> None:
             nonlocal refused
-            if message["type"] == "http.response.start" and bounded.exceeded:
-                # Whatever the route made of a body over the limit, the answer is the 413.
-                refused = True
-                await _refuse(send, BodyTooLarge(self.max_body), path)
+            if message["type"] == "http.response.start":
+                if bounded.exceeded:
+                    # Whatever the route made of a body over the limit, the answer is the 413.
+                    refused = True
+                    await _refuse(send, BodyTooLarge(self.max_body), path)
+                else:
+                    await send({**message, "headers": secured(message.get("headers", []))})
             elif not refused:
                 await send(message)
 

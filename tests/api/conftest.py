@@ -78,12 +78,13 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
 
 @contextmanager
 def serve(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """An app with these API settings behind a real uvicorn server on 127.0.0.1; its base
-    URL."""
+    """An app with these API settings behind a real uvicorn server on 127.0.0.1, run as
+    `loopserve api` runs it; its base URL."""
     import threading
 
     import uvicorn
 
+    from cli.main import UVICORN
     from tests.e2e.stack import free_port
 
     app = create_app(
@@ -92,7 +93,8 @@ def serve(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ig
         WorkerSettings(home=tmp_path),
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
