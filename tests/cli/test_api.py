@@ -1,4 +1,5 @@
-"""`loopserve api` as a deployment starts it: no server banner, the security headers."""
+"""`loopserve api` as a deployment starts it: no server banner, the security headers; and a
+rejected admin token is never printed by `loopserve api` or `loopserve up`."""
 
 from __future__ import annotations
 
@@ -59,3 +60,19 @@ def test_loopserve_api_sends_no_banner(api: str) -> None:
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["x-frame-options"] == "DENY"
         assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("token", ["hunter2-short", "changeme"])
+@pytest.mark.parametrize("command", ["api", "up"])
+def test_a_rejected_admin_token_is_never_printed(tmp_path: Path, command: str, token: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", command, "--port", str(free_port())],
+        cwd=ROOT,
+        env=_env(tmp_path, LOOPSERVE_ADMIN_TOKEN=token),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "admin_token" in output.lower() and token not in output, output
