@@ -15,15 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
+from api.auth import Access
 from api.batching import MicroBatcher
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
+from api.guard import Guard
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import complete
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
-from api.routes import admin, health, models, v2
+from api.routes import admin, docs, health, models, v2
 from api.service import Platform
 from api.serving import ModelCache
 from api.settings import ApiSettings
@@ -107,7 +109,12 @@ def create_app(
             db.dispose()
 
     app = LoopserveAPI(
-        title="loopserve", version="0.1.0", lifespan=lifespan, default_response_class=JSONResponse
+        title="loopserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,  # api.routes.docs serves /docs, with a policy of its own; no /redoc
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -116,7 +123,11 @@ def create_app(
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
-    serving = FastPath(functools.partial(FastAPI.__call__, app), app.state)
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
+    limit, access = settings.max_body_bytes, Access(settings)
+    app.state.access = access
+    guarded = Guard(functools.partial(FastAPI.__call__, app), access, max_body=limit)
+    serving = FastPath(guarded, app.state, access, max_body=limit)
     app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 
@@ -124,7 +135,7 @@ def create_app(
 class LoopserveAPI(FastAPI):
     """FastAPI behind a front door: metrics and the serving handlers (api.fastpath) see a
     request before FastAPI's own middleware stack, whose per-request work predict and infer do
-    not need."""
+    not need; every other request passes api.guard's checks first."""
 
     front: ASGIApp
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from api.predlog import PredictionLog
 from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
+from registry.errors import excerpt
 
 
 class BatchTooLarge(ValueError):
@@ -30,7 +31,7 @@ def parse_version(version: str | None) -> int | None:
     if version is None:
         return None
     if not version.isdigit():
-        raise VersionNotServed(f"version {version!r} is not a version number")
+        raise VersionNotServed(f"version {excerpt(version)} is not a version number")
     return int(version)
 
 

@@ -11,12 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from api import auth
+from api.auth import Access
 from api.dataplane import DataPlane
 from api.errors import MalformedInput
 from api.live import Monitor
 from api.service import Platform
-from api.settings import ApiSettings
 
 # Declares the bearer scheme in /openapi.json (Swagger's "Authorize"); api.auth checks it.
 _bearer = HTTPBearer(auto_error=False)
@@ -35,24 +34,23 @@ def get_monitor(request: Request) -> Monitor:
     return request.app.state.monitor
 
 
-def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings
+def get_access(request: Request) -> Access:
+    return request.app.state.access
 
 
 def require_admin(
-    request: Request, _: Credentials, settings: Annotated[ApiSettings, Depends(get_settings)]
+    request: Request, _: Credentials, access: Annotated[Access, Depends(get_access)]
 ) -> str:
     """The admin principal's name, for the audit log; Unauthorized without the admin token."""
-    auth.require_admin(settings, request.headers.get("authorization"))
+    address = request.client.host if request.client else ""
+    access.require_admin(request.headers.get("authorization"), address)
     return "admin"
 
 
-def require_client(
-    request: Request, _: Credentials, settings: Annotated[ApiSettings, Depends(get_settings)]
-) -> None:
-    """When LOOPSERVE_API_KEYS is set, feedback needs one of those keys (predict and infer
-    are checked by the same function in api.fastpath)."""
-    auth.require_client(settings, request.headers.get("authorization"))
+def declare_key(_: Credentials) -> None:
+    """Marks a route that needs a key when LOOPSERVE_API_KEYS is set, so that /openapi.json
+    (and Swagger's "Authorize") shows it; api.guard checks the key, in front of FastAPI, for
+    every route alike."""
 
 
 async def json_body(request: Request) -> Any:
@@ -106,4 +104,4 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 Admin = Annotated[str, Depends(require_admin)]
-Client = Depends(require_client)
+Client = Depends(declare_key)

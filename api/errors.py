@@ -10,11 +10,17 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     registry.errors.Conflict                                       409
     registry.errors.InvalidData, MalformedInput, request validation 422, every row and field
     api.oip.decode.ProtocolError                                   400
-    api.dataplane.BatchTooLarge                                    413
+    api.dataplane.BatchTooLarge, api.limits.BodyTooLarge           413
     api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
+    api.auth.Throttled                                             429, Retry-After
     api.serving.ModelNotReady, api.service.BrokerUnavailable,
     api.predlog.LogOverloaded, the database unreachable            503
     anything else                                                  500 "internal error"
+
+No answer sends an input back whole: messages quote offending values through
+registry.errors.excerpt where they are raised, and `describe` bounds what it is handed
+besides (MESSAGE_CHARS per message, registry.errors.ECHO_CHARS per name in a field path), so
+that a message built elsewhere (a validator's, numpy's) cannot echo a megabyte either.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 
-from api.auth import Unauthorized
+from api.auth import Throttled, Unauthorized
 from api.dataplane import BatchTooLarge, VersionNotServed
+from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
 from api.predlog import LogOverloaded
 from api.service import BrokerUnavailable
 from api.serving import ModelNotReady
-from registry.errors import Conflict, InvalidData, NotFound
+from registry.errors import Conflict, InvalidData, NotFound, clip
 
 
 class MalformedInput(ValueError):
@@ -51,6 +58,7 @@ DB_DOWN = (
     "then retry"
 )
 JSON = "application/json"
+MESSAGE_CHARS = 1024  # the longest message an answer carries: ours are shorter, an echo is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,16 @@ class Failure:
         message = "; ".join(f"{d.get('field') or 'body'}: {d['msg']}" for d in self.detail)
         return orjson.dumps({"error": message})
 
+    def shaped(self, path: str) -> bytes:
+        """The body in the shape of the path's protocol: V2 under `/v2`, else v1."""
+        return self.v2() if path == "/v2" or path.startswith("/v2/") else self.v1()
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The answer's headers as ASGI sends them, its content type first."""
+        return [(b"content-type", b"application/json")] + [
+            (k.encode(), v.encode()) for k, v in self.headers.items()
+        ]
+
 
 INTERNAL = Failure(500, "internal error")
 CHALLENGE = {"www-authenticate": "Bearer"}
@@ -81,35 +99,28 @@ def describe(exc: BaseException) -> Failure:
     """The answer to an error; INTERNAL for anything that is not a known domain error."""
     match exc:
         case NotFound() | VersionNotServed():
-            return Failure(404, str(exc))
+            return Failure(404, _message(exc))
         case Conflict():
-            return Failure(409, str(exc))
+            return Failure(409, _message(exc))
         case InvalidData():
-            return Failure(
-                422,
-                [
-                    {
-                        "loc": _loc(p["field"]),
-                        "msg": p["message"],
-                        "row": p["row"],
-                        "field": p["field"],
-                    }
-                    for p in exc.problems
-                ],
-            )
+            return Failure(422, [_invalid(p) for p in exc.problems])
         case MalformedInput():
             loc = ["body", exc.field] if exc.field else ["body"]
-            return Failure(422, [{"loc": loc, "msg": str(exc), "row": None, "field": exc.field}])
+            return Failure(
+                422, [{"loc": loc, "msg": _message(exc), "row": None, "field": exc.field}]
+            )
         case RequestValidationError():
             return Failure(422, [_problem(e) for e in exc.errors()])
         case ProtocolError():
-            return Failure(400, str(exc))
-        case BatchTooLarge():
+            return Failure(400, _message(exc))
+        case BatchTooLarge() | BodyTooLarge():
             return Failure(413, str(exc))
         case Unauthorized():
             return Failure(401, str(exc), CHALLENGE)
+        case Throttled():
+            return Failure(429, str(exc), {"retry-after": str(exc.retry_after)})
         case ModelNotReady() | BrokerUnavailable():
-            return Failure(503, str(exc))
+            return Failure(503, _message(exc))
         case LogOverloaded():
             return Failure(503, f"{exc}: the database is not keeping up or is down; retry later")
         case OperationalError() | PoolTimeout():
@@ -123,8 +134,7 @@ def install(app: FastAPI) -> None:
 
     async def handler(request: Request, exc: Exception) -> Response:
         failure = describe(exc)
-        path = request.url.path
-        body = failure.v2() if path == "/v2" or path.startswith("/v2/") else failure.v1()
+        body = failure.shaped(request.url.path)
         return Response(body, failure.status, failure.headers, media_type=JSON)
 
     for kind in (
@@ -136,7 +146,9 @@ def install(app: FastAPI) -> None:
         RequestValidationError,
         ProtocolError,
         BatchTooLarge,
+        BodyTooLarge,
         Unauthorized,
+        Throttled,
         ModelNotReady,
         BrokerUnavailable,
         LogOverloaded,
@@ -147,17 +159,35 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(kind, handler)
 
 
+def _message(exc: BaseException) -> str:
+    return clip(str(exc), MESSAGE_CHARS)
+
+
+def _invalid(problem: dict[str, Any]) -> dict[str, Any]:
+    """One of InvalidData's problems as an answer lists it."""
+    field = _field(problem["field"])
+    msg = clip(str(problem["message"]), MESSAGE_CHARS)
+    return {"loc": _loc(field), "msg": msg, "row": problem["row"], "field": field}
+
+
+def _field(field: Any) -> Any:
+    """A problem's field path, its names cut as registry.errors.clip cuts them (a field path
+    may hold a name the request made up)."""
+    return field if field is None else ".".join(clip(part) for part in str(field).split("."))
+
+
 def _problem(error: Any) -> dict[str, Any]:
     """A pydantic validation error in the shape of InvalidData's problems: `field` is the
-    dotted path below the body (`labels[2].label`), `row` the index of a list item in it."""
-    loc = list(error["loc"])
+    dotted path below the body (`labels[2].label`), `row` the index of a list item in it.
+    A name in the path (a key of the request's) and the message are cut to their bounds."""
+    loc = [clip(part) if isinstance(part, str) else part for part in error["loc"]]
     path = loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc
     if error["type"] == "json_invalid":  # its loc ends with a character position
         path = []
     row = path[1] if len(path) > 1 and isinstance(path[1], int) else None
     return {
         "loc": loc,
-        "msg": error["msg"],
+        "msg": clip(str(error["msg"]), MESSAGE_CHARS),
         "type": error["type"],
         "row": row,
         "field": _dotted(path) or None,
@@ -176,6 +206,6 @@ def _loc(field: Any) -> list[str | int]:
     for piece in str(field).replace("]", "").split("."):
         name, _, index = piece.partition("[")
         parts.append(name)
-        if index:
-            parts.append(int(index))
+        if index:  # a row's index; a name of the request's may hold a bracket too
+            parts.append(int(index) if index.isdigit() else index)
     return parts

@@ -5,8 +5,8 @@ documents them from api.schemas.
 
 Each does parse → validate → one ONNX run → serialize and nothing else: no database or broker
 I/O (models come from memory, the log is written by its own thread), no dependency injection,
-no per-value pydantic objects. Auth is api.auth's and failures are answered by api.errors, as
-for the FastAPI routes.
+no per-value pydantic objects. Auth is api.auth's, the body limit api.limits' and failures are
+answered by api.errors, as for the FastAPI routes.
 
 Parsing, validation and encoding run on the event loop: they hold the GIL wherever they run,
 and a hop to a thread only adds switches and GIL hand-offs. The ONNX call alone goes to the
@@ -24,10 +24,12 @@ from typing import Any, NamedTuple
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import auth
+from api.asgi import JSON, client_address, header, respond
+from api.auth import Access
 from api.codec import decode_body, encode_predictions
 from api.dataplane import Served
 from api.errors import Failure, describe
+from api.limits import check_declared, read_body
 from api.oip.decode import HEADER, decode_infer
 from api.oip.encode import encode
 from api.serving import Columns, LoadedModel
@@ -35,7 +37,6 @@ from api.serving import Columns, LoadedModel
 log = logging.getLogger(__name__)
 V1 = re.compile(r"^/v1/models/([^/]+)/predict$")
 V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-JSON = [(b"content-type", b"application/json")]
 _HEADER = HEADER.encode()
 
 
@@ -50,8 +51,8 @@ V2_ROUTE = _Route("/v2/models/{name}/infer")
 
 
 class FastPath:
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app, self.state = app, state
+    def __init__(self, app: ASGIApp, state: Any, access: Access, *, max_body: int) -> None:
+        self.app, self.state, self.access, self.max_body = app, state, access, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,9 +61,9 @@ class FastPath:
         path = scope["path"]
         if scope["method"] != "POST":  # answered here: FastAPI has no route for these paths
             if V1.match(path):
-                await _respond(send, 405, b'{"detail":"Method Not Allowed"}', _ALLOW_POST)
+                await respond(send, 405, b'{"detail":"Method Not Allowed"}', _ALLOW_POST)
             elif V2.match(path):
-                await _respond(send, 405, b'{"error":"Method Not Allowed"}', _ALLOW_POST)
+                await respond(send, 405, b'{"error":"Method Not Allowed"}', _ALLOW_POST)
             else:
                 await self.app(scope, receive, send)
         elif (match := V1.match(path)) is not None:
@@ -87,34 +88,39 @@ class FastPath:
     async def _v1(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._authorize(scope)
-            body = await _read(receive)
+            body = await self._read(scope, receive)
             model, columns = decode_body(self.state.dataplane, name, body)
             served = await self._infer(model, columns)
-            await _respond(send, 200, encode_predictions(name, served), JSON)
+            await respond(send, 200, encode_predictions(name, served), JSON)
         except Exception as exc:  # in front of FastAPI's error handling: api.errors answers
             failure = _failure(exc, "predict")
-            await _respond(send, failure.status, failure.v1(), _headers(failure))
+            await respond(send, failure.status, failure.v1(), failure.raw_headers())
 
     async def _v2(
         self, name: str, version: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         try:
             self._authorize(scope)
-            body = await _read(receive)
-            header = _header(scope, _HEADER)
-            model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, header)
+            body = await self._read(scope, receive)
+            length = header(scope, _HEADER)
+            model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, length)
             served = await self._infer(model, columns)
             content, headers = encode(served, parsed)
             raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-            await _respond(send, 200, content, raw)
+            await respond(send, 200, content, raw)
         except Exception as exc:
             failure = _failure(exc, "infer")
-            await _respond(send, failure.status, failure.v2(), _headers(failure))
+            await respond(send, failure.status, failure.v2(), failure.raw_headers())
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        """The body, within LOOPSERVE_MAX_BODY_BYTES: its Content-Length checked first."""
+        check_declared(scope["headers"], self.max_body)
+        return await read_body(receive, self.max_body)
 
     def _authorize(self, scope: Scope) -> None:
-        settings = self.state.settings
-        if settings.client_tokens:  # no header lookup while the routes are open
-            auth.require_client(settings, _header(scope, b"authorization"))
+        access = self.access
+        if access.client_tokens:  # no header lookup while the routes are open
+            access.require_client(header(scope, b"authorization"), client_address(scope))
 
 
 _ALLOW_POST = [*JSON, (b"allow", b"POST")]
@@ -125,34 +131,3 @@ def _failure(exc: Exception, operation: str) -> Failure:
     if failure.status == 500:
         log.exception("%s failed", operation)
     return failure
-
-
-def _headers(failure: Failure) -> list[tuple[bytes, bytes]]:
-    return [*JSON, *((k.encode(), v.encode()) for k, v in failure.headers.items())]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def _read(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: list) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

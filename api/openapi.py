@@ -59,7 +59,7 @@ STATUSES: dict[int, tuple[str, Any]] = {
         "model 'nope' not found",
     ),
     413: (
-        "More rows than LOOPSERVE_MAX_BATCH_ROWS.",
+        "More rows than LOOPSERVE_MAX_BATCH_ROWS, or a body over LOOPSERVE_MAX_BODY_BYTES.",
         "10001 rows exceed the limit of 10000 rows per request",
     ),
     422: ("Invalid input: every offending row and field is listed.", INVALID_INSTANCES),

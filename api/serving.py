@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from registry import catalog
 from registry.db import Database
-from registry.errors import CorruptArtifact, NotFound
+from registry.errors import CorruptArtifact, NotFound, excerpt
 from tuning.labels import MISSING as MISSING_CATEGORY  # how a missing category reaches a graph
 from tuning.spec import ModelSpec
 
@@ -206,7 +206,7 @@ class ModelCache:
                 "/readyz), then retry"
             )
         if name not in self._names:
-            return NotFound(f"model {name!r} not found")
+            return NotFound(f"model {excerpt(name)} not found")
         failure = self._failed.get(name)
         if failure is not None:
             return ModelNotReady(

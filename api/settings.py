@@ -21,8 +21,19 @@ class ApiSettings(BaseSettings):
     )
     api_keys: str = Field(
         default="",
-        description="Comma-separated keys for predict, infer and feedback (the admin token works "
-        "there too); empty: open.",
+        description="Comma-separated keys every route but the health checks then needs (the "
+        "admin token works there too); empty: only the admin routes need a token.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications a client address may make per minute (as a burst, "
+        "refilled evenly); past them its requests are answered 429 with Retry-After.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="With API keys set, answer /metrics without one (for a scraper that "
+        "cannot send a bearer token).",
     )
     champion_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often a replica checks the champion pointers."
@@ -47,6 +58,12 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Most models the deployment holds: creating one more is refused (409) "
         "until one is deleted.",
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of any route, in bytes: a larger one is answered 413, "
+        "from its Content-Length before it is read, or as soon as a chunked body passes it.",
     )
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     inline_onnx_ms: float = Field(
@@ -82,8 +99,8 @@ class ApiSettings(BaseSettings):
 
     @cached_property
     def client_tokens(self) -> tuple[bytes, ...]:
-        """What predict, infer and feedback accept: the API keys and the admin token; empty
-        when no key is set and those routes are open (api.auth)."""
+        """What the routes that need a key accept: the API keys and the admin token; empty
+        when no key is set (api.auth)."""
         keys = sorted({k.strip() for k in self.api_keys.split(",") if k.strip()})
         if not keys:
             return ()

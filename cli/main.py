@@ -31,6 +31,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(args.host, args.port, args.concurrency)
 
 
+# How `loopserve api` runs uvicorn, whatever starts it (`up`, the image, compose): no access
+# log, and no `server: uvicorn` banner in its answers.
+UVICORN: dict[str, Any] = {"access_log": False, "server_header": False}
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -41,7 +46,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
-        access_log=False,
+        **UVICORN,
     )
     return 0
 

@@ -15,6 +15,9 @@ import sys
 import time
 from collections.abc import Iterable
 
+from pydantic import ValidationError
+
+from api.settings import ApiSettings
 from cli.settings import CliSettings
 from registry.migrate import upgrade
 from registry.settings import RegistrySettings
@@ -33,6 +36,20 @@ def admin_token(settings: CliSettings) -> str:
     return token
 
 
+def refusal(token: str) -> str | None:
+    """Why the API would refuse this admin token (or the other LOOPSERVE_* settings), in
+    words that never quote it; None if it takes them. Checked before anything starts, so that
+    the token is not printed beside the API's failure."""
+    try:
+        ApiSettings(admin_token=token)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"LOOPSERVE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        return f"the API would refuse its settings: {reasons}"
+    return None
+
+
 def child_commands(host: str, port: int, concurrency: int) -> dict[str, list[str]]:
     py = sys.executable
     return {
@@ -48,6 +65,10 @@ def up(host: str, port: int, concurrency: int) -> int:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, LOOPSERVE_HOME=str(home))  # the children's settings read the same
     token = admin_token(settings)
+    refused = refusal(token)
+    if refused:
+        print(f"loopserve up: {refused}", file=sys.stderr, flush=True)
+        return 2
     env["LOOPSERVE_ADMIN_TOKEN"] = token
     upgrade(RegistrySettings(home=home).url)
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import events, jobs
-from registry.errors import Conflict, CorruptArtifact, NotFound
+from registry.errors import Conflict, CorruptArtifact, NotFound, excerpt
 from registry.models import (
     JOB_OPEN,
     Artifact,
@@ -77,7 +77,7 @@ def get_model(session: Session, name: str, *, lock: bool = False) -> Model:
         query = query.with_for_update()
     model = session.scalar(query)
     if model is None:
-        raise NotFound(f"model {name!r} not found")
+        raise NotFound(f"model {excerpt(name)} not found")
     return model
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from registry.errors import InvalidData
+from registry.errors import InvalidData, excerpt
 from registry.models import LabelledRow, Model
 from registry.predlog.reads import Logged, logged_predictions
 from registry.validation import Problem, feature_problems, label_problem
@@ -111,7 +111,7 @@ def add_feedback(session: Session, model: Model, spec: ModelSpec, labels: Sequen
                 {
                     "row": i,
                     "field": f"labels[{i}].prediction_id",
-                    "message": f"unknown prediction id {pid!r}",
+                    "message": f"unknown prediction id {excerpt(pid)}",
                 }
             )
     if problems:

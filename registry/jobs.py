@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import data, events
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, NotFound, excerpt
 from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
 
 
@@ -68,7 +68,7 @@ def open_job(session: Session, model_id: int) -> Job | None:
 def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
     job = find(session, job_id, lock=lock)
     if job is None:
-        raise NotFound(f"job {job_id!r} not found")
+        raise NotFound(f"job {excerpt(job_id)} not found")
     return job
 
 

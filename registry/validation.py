@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from registry.errors import InvalidData
+from registry.errors import InvalidData, clip, excerpt
 from tuning.spec import ModelSpec
 
 Problem = dict[str, Any]
@@ -22,7 +22,7 @@ def feature_problems(spec: ModelSpec, row: Any, index: int, *, field: str) -> li
     if not isinstance(row, dict):
         return [_p(index, field, "must be an object of feature values")]
     problems = [
-        _p(index, f"{field}.{name}", "unknown feature")
+        _p(index, f"{field}.{clip(str(name))}", "unknown feature")
         for name in row
         if name not in spec.feature_names and name != spec.target
     ]
@@ -62,7 +62,9 @@ def label_problem(
     except ValueError as exc:
         return None, _p(index, field, str(exc))
     if classes is not None and label not in classes:
-        return None, _p(index, field, f"unknown class {label!r}; known: {sorted(classes)}")
+        return None, _p(
+            index, field, f"unknown class {excerpt(label)}; known: {excerpt(sorted(classes))}"
+        )
     return label, None
 
 

@@ -7,7 +7,7 @@ validate them from JSON and the registry can store them as JSON.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,7 @@ DAY = 86_400
 MAX_ROWS = 100_000_000  # bounds every row count a spec names
 MAX_FEATURES = 2_000
 MAX_NAME_LENGTH = 200  # a target or class name
+MAX_WORD_LENGTH = 64  # a metric, family or parameter name: what an error may quote whole
 SEED_MAX = 2**32 - 1  # what numpy and scikit-learn accept as a seed
 PARAM_INT_MAX = 2**53  # fixed_params integers stay exact in every JSON reader
 
@@ -68,12 +69,12 @@ class RetrainSettings(_Strict):
     max_seconds: float = Field(
         default=120.0, gt=0, le=DAY, description="Wall-clock budget of the search."
     )
-    families: list[str] | None = Field(
+    families: list[Annotated[str, Field(max_length=MAX_WORD_LENGTH)]] | None = Field(
         default=None,
         max_length=10,
         description="Estimator families the search may use; null means all.",
     )
-    fixed_params: dict[str, Any] = Field(
+    fixed_params: dict[Annotated[str, Field(max_length=MAX_WORD_LENGTH)], Any] = Field(
         default_factory=dict,
         description="Parameters pinned for every candidate, e.g. {'scaler': 'standard', 'C': 1.0}.",
     )
@@ -217,7 +218,9 @@ class ModelSpec(_Strict):
         description="Known classes of a classifier; default: the labels of its uploaded data.",
     )
     metric: str | None = Field(
-        default=None, description="Default: accuracy for classification, rmse for regression."
+        default=None,
+        max_length=MAX_WORD_LENGTH,
+        description="Default: accuracy for classification, rmse for regression.",
     )
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)

@@ -22,6 +22,7 @@ import orjson
 
 from api.dataplane import DataPlane, parse_version
 from api.serving import MISSING_CATEGORY, Columns, LoadedModel
+from registry.errors import clip, excerpt
 
 NUMERIC_TYPES = {
     "FP32": np.float32,
@@ -161,17 +162,17 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
     if not isinstance(name, str) or not isinstance(datatype, str):
         raise ProtocolError(f"inputs[{i}] needs a name and a datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ProtocolError(f"input {name!r}: shape must be a list of sizes")
+        raise ProtocolError(f"input {excerpt(name)}: shape must be a list of sizes")
     count = math.prod(shape)
     size = (spec.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(body):
-            raise ProtocolError(f"input {name!r}: binary_data_size exceeds the body")
+            raise ProtocolError(f"input {excerpt(name)}: binary_data_size exceeds the body")
         raw, offset = body[offset : offset + size], offset + size
         data = _from_bytes(name, datatype, raw, count)
     else:
         if "data" not in spec:
-            raise ProtocolError(f"input {name!r} has neither data nor binary_data_size")
+            raise ProtocolError(f"input {excerpt(name)} has neither data nor binary_data_size")
         data = _from_json(name, datatype, spec["data"], count)
     return Tensor(name, datatype, shape, data.reshape(shape) if shape else data), offset
 
@@ -184,14 +185,32 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
             with np.errstate(over="ignore"):  # overflow becomes inf, refused later
                 flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
         elif datatype == "BOOL":
-            raise ProtocolError(f"input {name!r}: BOOL is not a feature type")
+            raise ProtocolError(f"input {excerpt(name)}: BOOL is not a feature type")
         else:
-            raise ProtocolError(f"input {name!r}: unknown datatype {datatype}")
+            raise ProtocolError(f"input {excerpt(name)}: unknown datatype {excerpt(datatype)}")
     except (ValueError, TypeError) as exc:
-        raise ProtocolError(f"input {name!r}: data does not match {datatype}: {exc}") from exc
+        bad = _not_a_number(data) if datatype in NUMERIC_TYPES else None
+        why = clip(str(exc)) if bad is None else excerpt(bad)  # numpy's words quote it whole
+        raise ProtocolError(
+            f"input {excerpt(name)}: data does not match {datatype}: {why}"
+        ) from exc
     if flat.size != count:
-        raise ProtocolError(f"input {name!r}: its shape needs {count} values, got {flat.size}")
+        raise ProtocolError(
+            f"input {excerpt(name)}: its shape needs {count} values, got {flat.size}"
+        )
     return flat
+
+
+def _not_a_number(data: Any) -> Any:
+    """The first value in nested lists that is neither a number nor null; None if none is."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(reversed(value))
+        elif value is not None and not isinstance(value, int | float):
+            return value
+    return None
 
 
 def _from_bytes(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
@@ -199,7 +218,7 @@ def _from_bytes(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
         items, pos = [], 0
         while pos < len(raw):
             if pos + 4 > len(raw):
-                raise ProtocolError(f"input {name!r}: truncated BYTES element")
+                raise ProtocolError(f"input {excerpt(name)}: truncated BYTES element")
             (length,) = struct.unpack_from("<I", raw, pos)
             items.append(raw[pos + 4 : pos + 4 + length])
             pos += 4 + length
@@ -208,12 +227,14 @@ def _from_bytes(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
     elif datatype in NUMERIC_TYPES:
         dtype = np.dtype(NUMERIC_TYPES[datatype]).newbyteorder("<")
         if len(raw) != count * dtype.itemsize:
-            raise ProtocolError(f"input {name!r}: {len(raw)} bytes for {count} {datatype}")
+            raise ProtocolError(f"input {excerpt(name)}: {len(raw)} bytes for {count} {datatype}")
         flat = np.frombuffer(raw, dtype=dtype)
     else:
-        raise ProtocolError(f"input {name!r}: unsupported datatype {datatype}")
+        raise ProtocolError(f"input {excerpt(name)}: unsupported datatype {excerpt(datatype)}")
     if flat.size != count:
-        raise ProtocolError(f"input {name!r}: its shape needs {count} values, got {flat.size}")
+        raise ProtocolError(
+            f"input {excerpt(name)}: its shape needs {count} values, got {flat.size}"
+        )
     return flat
 
 
@@ -230,7 +251,7 @@ def to_columns(model: LoadedModel, request: InferRequest) -> Columns:
     if unknown or missing:
         raise ProtocolError(
             f"inputs must be the features {spec.feature_names}; "
-            f"missing {missing}, unknown {unknown}"
+            f"missing {missing}, unknown {excerpt(unknown)}"
         )
     n = None
     numeric, categorical = [], {}
@@ -267,15 +288,15 @@ def _matrix(model: LoadedModel, tensor: Tensor) -> Columns:
     width = len(model.names)
     if model.categorical:
         raise ProtocolError(
-            f"input {tensor.name!r} is not a feature; this model has "
+            f"input {excerpt(tensor.name)} is not a feature; this model has "
             "categorical features, so send one tensor per feature"
         )
     if tensor.datatype not in NUMERIC_TYPES:
-        raise ProtocolError(f"input {tensor.name!r}: numeric tensor expected")
+        raise ProtocolError(f"input {excerpt(tensor.name)}: numeric tensor expected")
     if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] == 0:
         raise ProtocolError(
-            f"input {tensor.name!r}: shape must be [N, {width}] (features "
-            f"{spec.feature_names}), got {tensor.shape}"
+            f"input {excerpt(tensor.name)}: shape must be [N, {width}] (features "
+            f"{spec.feature_names}), got {excerpt(tensor.shape)}"
         )
     return Columns(tensor.shape[0], _finite(tensor.name, tensor.data), {})
 
@@ -284,7 +305,7 @@ def _finite(name: str, values: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused below
         out = values.astype(np.float32, copy=False)
     if np.logical_or.reduce(np.isinf(out), axis=None):
-        raise ProtocolError(f"input {name!r}: values must be finite (NaN means missing)")
+        raise ProtocolError(f"input {excerpt(name)}: values must be finite (NaN means missing)")
     return out
 
 
@@ -293,9 +314,9 @@ def _text(name: str, value: Any) -> str:
         try:
             return value.decode()
         except UnicodeDecodeError as exc:
-            raise ProtocolError(f"input {name!r}: BYTES must be UTF-8 text") from exc
+            raise ProtocolError(f"input {excerpt(name)}: BYTES must be UTF-8 text") from exc
     if isinstance(value, str):
         return value
     if value is None:
         return ""
-    raise ProtocolError(f"input {name!r}: BYTES elements must be strings")
+    raise ProtocolError(f"input {excerpt(name)}: BYTES elements must be strings")

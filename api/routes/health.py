@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PlatformDep
+from api.deps import Client, PlatformDep
 from api.records import Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -29,9 +29,10 @@ async def readyz(platform: PlatformDep, response: Response) -> Readiness:
     return readiness
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Client])
 async def metrics(request: Request) -> Response:
-    """The Prometheus exposition format."""
+    """The Prometheus exposition format; with API keys set, it takes a key too unless
+    LOOPSERVE_METRICS_PUBLIC is set."""
     # In the thread pool: the live series (api.metrics.LiveCollector) read the database.
     text = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
     return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -20,7 +20,7 @@ from api.openapi import (
 from api.records import DriftStatus, ModelRecord, Performance, VersionRecord
 from api.schemas import FeedbackAccepted, FeedbackRequest
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Client])
 
 
 @router.get("", responses=failures("v1", DATABASE))
@@ -76,7 +76,6 @@ async def drift(name: str, monitor: MonitorDep) -> DriftStatus:
 @router.post(
     "/{name}/feedback",
     status_code=202,
-    dependencies=[Client],
     responses=failures("v1", 401, 404, 422, 503, invalid=INVALID_LABELS),
 )
 async def feedback(

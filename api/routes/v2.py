@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api.dataplane import parse_version
-from api.deps import DataPlaneDep
+from api.deps import Client, DataPlaneDep
 from api.oip import encode
 from api.openapi import NO_MODEL, NOT_SERVED, failures
 from api.schemas import ModelMetadata, ModelReady, ServerLive, ServerMetadata, ServerReady
@@ -16,7 +16,7 @@ from api.schemas import ModelMetadata, ModelReady, ServerLive, ServerMetadata, S
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
 
-@router.get("")
+@router.get("", dependencies=[Client])
 async def server_metadata() -> ServerMetadata:
     return encode.SERVER
 
@@ -36,8 +36,12 @@ async def ready(plane: DataPlaneDep, response: Response) -> ServerReady:
     return ServerReady(ready=ok)
 
 
-@router.get("/models/{name}", responses=failures("v2", 404, NOT_SERVED))
-@router.get("/models/{name}/versions/{version}", responses=failures("v2", 404, NOT_SERVED))
+@router.get("/models/{name}", dependencies=[Client], responses=failures("v2", 404, NOT_SERVED))
+@router.get(
+    "/models/{name}/versions/{version}",
+    dependencies=[Client],
+    responses=failures("v2", 404, NOT_SERVED),
+)
 async def model_metadata(
     name: str, plane: DataPlaneDep, version: str | None = None
 ) -> ModelMetadata:
@@ -49,9 +53,13 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/models/{name}/ready", responses=failures("v2", NO_MODEL) | _NOT_READY)
 @router.get(
-    "/models/{name}/versions/{version}/ready", responses=failures("v2", NO_MODEL) | _NOT_READY
+    "/models/{name}/ready", dependencies=[Client], responses=failures("v2", NO_MODEL) | _NOT_READY
+)
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    dependencies=[Client],
+    responses=failures("v2", NO_MODEL) | _NOT_READY,
 )
 async def model_ready(
     name: str, plane: DataPlaneDep, response: Response, version: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -75,33 +76,42 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
         yield client, db
 
 
+@contextmanager
+def serve(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """An app with these API settings behind a real uvicorn server on 127.0.0.1, run as
+    `loopserve api` runs it; its base URL."""
+    import threading
+
+    import uvicorn
+
+    from cli.main import UVICORN
+    from tests.e2e.stack import free_port
+
+    app = create_app(
+        ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings),
+        RegistrySettings(database_url=database_url, home=tmp_path),
+        WorkerSettings(home=tmp_path),
+    )
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture
 def live(served, database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A second app on the same database (and its champion, from `served`) behind a real
     uvicorn server on 127.0.0.1, for real HTTP clients. It runs every ONNX call in the thread
     pool (`served` runs small ones on the event loop), so both paths are exercised."""
-    import threading
-
-    import uvicorn
-
-    from tests.e2e.stack import free_port
-
-    app = create_app(
-        ApiSettings(
-            admin_token=ADMIN["Authorization"].split()[1],
-            champion_poll_seconds=0.1,
-            max_batch_rows=50,
-            inline_onnx_ms=0,
-        ),
-        RegistrySettings(database_url=database_url, home=tmp_path),
-        WorkerSettings(home=tmp_path),
-    )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve(
+        database_url, tmp_path, champion_poll_seconds=0.1, max_batch_rows=50, inline_onnx_ms=0
+    ) as url:
+        yield url

@@ -48,6 +48,47 @@ def test_compose_declares_the_deployment() -> None:
         load({})  # no default secret: compose refuses to start without one
 
 
+def test_ports_are_published_on_the_chosen_address_only() -> None:
+    """Every published port names the host address it listens on: 127.0.0.1 unless
+    LOOPSERVE_BIND says otherwise; only api and (under its profile) flower publish one."""
+    for env, address in (({}, "127.0.0.1"), ({"LOOPSERVE_BIND": "10.1.2.3"}, "10.1.2.3")):
+        services = load({"LOOPSERVE_ADMIN_TOKEN": TOKEN, **env})["services"]
+        published = {name: svc["ports"] for name, svc in services.items() if "ports" in svc}
+        assert published == {
+            "api": [f"{address}:8000:8000"],
+            "flower": [f"{address}:5555:5555"],
+        }
+
+
+def test_flower_runs_only_behind_basic_auth(tmp_path: Path) -> None:
+    """Flower's command, run as the container runs it: without FLOWER_BASIC_AUTH it refuses
+    to start; with it, Flower is started with that basic auth (a stand-in `celery` on PATH
+    prints how it was called)."""
+    compose = load({"LOOPSERVE_ADMIN_TOKEN": TOKEN, "FLOWER_BASIC_AUTH": "ops:s3cret"})
+    flower = compose["services"]["flower"]
+    assert flower["environment"] == {"FLOWER_BASIC_AUTH": "ops:s3cret"}
+    stand_in = tmp_path / "celery"
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    stand_in.chmod(0o755)
+    path = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    for value in (None, ""):
+        env = path if value is None else {**path, "FLOWER_BASIC_AUTH": value}
+        run = subprocess.run(flower["command"], env=env, capture_output=True, text=True)
+        assert run.returncode != 0 and "set FLOWER_BASIC_AUTH" in run.stderr, run
+        assert run.stdout == ""  # celery never ran
+    env = {**path, **flower["environment"]}
+    run = subprocess.run(flower["command"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [
+        "--broker=redis://redis:6379/0",
+        "flower",
+        "--port=5555",
+        "--basic_auth=ops:s3cret",
+    ]
+    without = load({"LOOPSERVE_ADMIN_TOKEN": TOKEN})["services"]["flower"]
+    assert without["environment"] == {"FLOWER_BASIC_AUTH": ""}  # compose starts without it
+
+
 def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     text = (ROOT / "docker-compose.yml").read_text()
