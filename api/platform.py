@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from api.champions import ModelCache
 from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
@@ -24,8 +25,7 @@ from api.records import (
     RolledBack,
     VersionRecord,
 )
-from api.serving import ModelCache
-from registry import catalog, data, events, jobs
+from registry import catalog, events, jobs, labelled
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
 from registry.models import Model, ModelVersion, Trigger
@@ -64,14 +64,14 @@ class Platform:
 
     def feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
         """Store true labels (a non-empty list, as api.schemas.FeedbackRequest has it), all or
-        nothing, each checked by registry.data.add_feedback; committed when this returns."""
+        nothing, each checked by registry.labelled.add_feedback; committed when this returns."""
         ids = {pid for item in labels if (pid := item.get("prediction_id")) is not None}
         if ids:
             self.log.flush()
             self._wait_for_predictions(name, ids)
         with self.db.session() as s:
             model = catalog.get_model(s, name)
-            return data.add_feedback(s, model, catalog.spec_of(model), labels)
+            return labelled.add_feedback(s, model, catalog.spec_of(model), labels)
 
     def _wait_for_predictions(self, name: str, ids: set[str]) -> None:
         """Another replica may still hold a prediction in its log buffer: give it a moment."""
@@ -117,7 +117,7 @@ class Platform:
             )
         with self.db.session() as s:
             model = catalog.get_model(s, name, lock=True)
-            n = data.add_rows(s, model, catalog.spec_of(model), rows)
+            n = labelled.add_rows(s, model, catalog.spec_of(model), rows)
             events.record(s, model.id, "data_uploaded", actor=actor, detail={"rows": n})
             return n
 
@@ -209,7 +209,7 @@ class Platform:
             classes=model.classes,
             champion=_version_record(champ) if champ else None,
             served_version=self.cache.versions().get(model.name),
-            labelled_rows=data.rows_after(s, model.id, None),
+            labelled_rows=labelled.rows_after(s, model.id, None),
             created_at=model.created_at.isoformat(),
         )
 
