@@ -17,17 +17,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import errors
 from api.auth import Access
 from api.batching import MicroBatcher
+from api.champions import ModelCache
 from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.guard import Guard
 from api.live import Monitor
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import complete
+from api.platform import Platform
 from api.predlog import PredictionLog
 from api.responses import JSONResponse
 from api.routes import admin, docs, health, models, v2
-from api.service import Platform
-from api.serving import ModelCache
 from api.settings import ApiSettings
 from registry.db import Database
 from registry.notify import ChampionListener, ChampionNotifier, notify_url

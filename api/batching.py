@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from api.champions import Columns, LoadedModel
 from api.dataplane import DataPlane, Served
-from api.serving import Columns, LoadedModel
 
 
 class MicroBatcher:

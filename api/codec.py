@@ -19,10 +19,10 @@ import numpy as np
 import orjson
 from msgspec.structs import astuple
 
+from api.champions import MISSING_CATEGORY, Columns, LoadedModel
 from api.dataplane import DataPlane, Served
 from api.deps import field
 from api.errors import MalformedInput
-from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 from registry.errors import InvalidData
 from registry.validation import check_instances
 

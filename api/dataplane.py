@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from api.champions import Columns, LoadedModel, ModelCache, ModelNotReady
 from api.predlog import PredictionLog
-from api.serving import Columns, LoadedModel, ModelCache, ModelNotReady
 from registry.errors import excerpt
 
 

@@ -15,7 +15,7 @@ from api.auth import Access
 from api.dataplane import DataPlane
 from api.errors import MalformedInput
 from api.live import Monitor
-from api.service import Platform
+from api.platform import Platform
 
 # Declares the bearer scheme in /openapi.json (Swagger's "Authorize"); api.auth checks it.
 _bearer = HTTPBearer(auto_error=False)

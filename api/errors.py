@@ -13,7 +13,7 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     api.dataplane.BatchTooLarge, api.limits.BodyTooLarge           413
     api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
     api.auth.Throttled                                             429, Retry-After
-    api.serving.ModelNotReady, api.service.BrokerUnavailable,
+    api.champions.ModelNotReady, api.platform.BrokerUnavailable,
     api.predlog.LogOverloaded, the database unreachable            503
     anything else                                                  500 "internal error"
 
@@ -36,12 +36,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 
 from api.auth import Throttled, Unauthorized
+from api.champions import ModelNotReady
 from api.dataplane import BatchTooLarge, VersionNotServed
 from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
+from api.platform import BrokerUnavailable
 from api.predlog import LogOverloaded
-from api.service import BrokerUnavailable
-from api.serving import ModelNotReady
 from registry.errors import Conflict, InvalidData, NotFound, clip
 
 

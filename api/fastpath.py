@@ -26,13 +26,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.asgi import JSON, client_address, header, respond
 from api.auth import Access
+from api.champions import Columns, LoadedModel
 from api.codec import decode_body, encode_predictions
 from api.dataplane import Served
 from api.errors import Failure, describe
 from api.limits import check_declared, read_body
 from api.oip.decode import HEADER, decode_infer
 from api.oip.encode import encode
-from api.serving import Columns, LoadedModel
 
 log = logging.getLogger(__name__)
 V1 = re.compile(r"^/v1/models/([^/]+)/predict$")

@@ -44,7 +44,7 @@ class Metrics:
 
 class ServedCollector(Collector):
     """`loopserve_served_version{model}`, read from the replica's champions at scrape time
-    (`source`, set by the app's lifespan to api.serving.ModelCache.versions), so a deleted
+    (`source`, set by the app's lifespan to api.champions.ModelCache.versions), so a deleted
     model's series goes with it."""
 
     def __init__(self) -> None:

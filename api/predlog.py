@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
-from api.serving import MISSING_CATEGORY, Columns
+from api.champions import MISSING_CATEGORY, Columns
 from registry.db import Database
 from registry.predlog.ids import new_batch_id, prediction_ids
 from registry.predlog.record import LoggedBatch

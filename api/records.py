@@ -3,7 +3,7 @@
 listings, live performance and drift, and health. /openapi.json documents them from here
 (api.openapi).
 
-Answers are built by api.service and api.live from the registry's rows and are exactly these
+Answers are built by api.platform and api.live from the registry's rows and are exactly these
 types: every key present (null where the value can be missing) and none other
 (`extra="forbid"`, so a key the registry adds fails loudly instead of being dropped). The
 documents the worker and the monitor store as JSON (a job's result, a detected change, a data

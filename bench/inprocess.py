@@ -19,10 +19,10 @@ import onnxruntime as ort
 
 # loopserve's own request stages, timed one by one: the bench's only use of api/ internals.
 from api import codec
+from api.champions import load_model
 from api.dataplane import Served
 from api.oip import decode, encode
 from api.predlog import Chunk, Part
-from api.serving import load_model
 from bench.config import CLASSES, ROW_COUNTS
 from bench.floor_app import Floor, session
 from bench.load import v1_body, v2_body

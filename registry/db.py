@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# A PostgreSQL that does not answer fails a request (503) in this long, not in the OS's TCP
+# timeout: requests waiting on a down database must not hold their threads.
+CONNECT_TIMEOUT_SECONDS = 3
+
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and write-ahead locking.
@@ -18,7 +22,13 @@ def make_engine(url: str) -> Engine:
     an immediate one waits its turn (busy_timeout). Several processes share this file.
     """
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

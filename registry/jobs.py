@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import data, events
+from registry import events, labelled
 from registry.errors import Conflict, NotFound, excerpt
 from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
 
@@ -91,7 +91,7 @@ def start(session: Session, job_id: str, *, worker: str) -> Job | None:
     job.status, job.worker, job.attempts = JobStatus.RUNNING, worker, job.attempts + 1
     job.started_at = job.heartbeat_at = now
     job.progress, job.error = 0.0, None
-    job.last_row_id = data.last_row_id(session, job.model_id)
+    job.last_row_id = labelled.last_row_id(session, job.model_id)
     return job
 
 

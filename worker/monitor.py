@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from registry import catalog, data, jobs, monitoring
+from registry import catalog, jobs, labelled, monitoring
 from registry.db import Database
 from registry.models import Model, Trigger, utcnow
 from tuning.drift import data_drift, find_concept_change
@@ -171,7 +171,7 @@ def _react(db: Database, name: str, spec: ModelSpec) -> str | None:
             return job_id if created else None
         if change and monitoring.young_regime(s, model) and jobs.open_job(s, model.id) is None:
             last = jobs.last_finished(s, model.id)
-            new = data.rows_after(s, model.id, last.last_row_id if last else None)
+            new = labelled.rows_after(s, model.id, last.last_row_id if last else None)
             if new < spec.retrain.reaction_rows:
                 return None
             job_id, created = _submit(s, model, Trigger.CHANGE, _reaction(change["start_row_id"]))

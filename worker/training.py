@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from registry import catalog, data, events, jobs
+from registry import catalog, events, jobs, labelled
 from registry.catalog import NewVersion
 from registry.db import Database
 from registry.errors import Conflict
@@ -145,7 +145,7 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
         if (job.options or {}).get("reaction"):
             spec = reaction_spec(spec)
         change_row = (model.change or {}).get("start_row_id")
-        ids, rows, labels = data.training_rows(s, model.id, until_id=job.last_row_id)
+        ids, rows, labels = labelled.training_rows(s, model.id, until_id=job.last_row_id)
         current = catalog.champion(s, model.id)
         champion, window, problem = None, None, None
         if current is not None:

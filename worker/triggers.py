@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from registry import catalog, data, jobs, monitoring
+from registry import catalog, jobs, labelled, monitoring
 from registry.db import Database
 from registry.errors import NotFound
 from registry.models import Model, Trigger, utcnow
@@ -82,7 +82,7 @@ def _trigger(s: Session, model: Model, out: TickResult) -> None:
 def _due(session: Session, model: Model, retrain: RetrainSettings) -> Trigger | None:
     last = jobs.last_finished(session, model.id)
     if retrain.min_new_labels is not None:
-        new = data.rows_after(session, model.id, last.last_row_id if last else None)
+        new = labelled.rows_after(session, model.id, last.last_row_id if last else None)
         if new >= retrain.min_new_labels and not monitoring.young_regime(session, model):
             return Trigger.LABELS
     if retrain.schedule_seconds is not None:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.champions import MISSING_CATEGORY, Columns, LoadedModel
 from api.dataplane import DataPlane, parse_version
-from api.serving import MISSING_CATEGORY, Columns, LoadedModel
 from registry.errors import clip, excerpt
 
 NUMERIC_TYPES = {

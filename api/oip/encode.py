@@ -8,10 +8,10 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from api.champions import LoadedModel
 from api.dataplane import Served
 from api.oip.decode import InferRequest, ProtocolError
 from api.schemas import ModelMetadata, ServerMetadata, TensorMetadata
-from api.serving import LoadedModel
 
 SERVER = ServerMetadata(name="loopserve", version="0.1.0", extensions=["binary_tensor_data"])
 Datatype = Literal["FP32", "BYTES"]

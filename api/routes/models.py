@@ -85,5 +85,5 @@ async def feedback(
 ) -> FeedbackAccepted:
     """True labels for predictions (by their id) or for explicit rows; all or nothing,
     committed before the 202."""
-    accepted = await run_in_threadpool(platform.feedback, name, body.labels)
+    accepted = await platform.feedback(name, body.labels)
     return FeedbackAccepted(accepted=accepted)

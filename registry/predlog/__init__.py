@@ -6,7 +6,7 @@ log has parts that change together: the ids (`ids`), the stored record and its b
 (`record`), writing it in a session (`write`) or through a child process (`process`, whose
 child is `relay`), and reading it back (`reads`). The API keeps only its in-memory buffer
 (`api.predlog`); labelled rows, which feedback joins to logged predictions, are
-`registry.data`'s.
+`registry.labelled`'s.
 
 Nothing is re-exported here: `python -m registry.predlog.relay` imports this package, and the
 relay process should load psycopg and little else.

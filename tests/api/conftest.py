@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from registry import catalog, data
+from registry import catalog, labelled
 from registry.catalog import NewVersion
 from registry.db import Database
 from registry.settings import RegistrySettings
@@ -66,7 +66,7 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
     spec = churn_spec()
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
-        data.add_rows(s, model, spec, churn_rows(100, seed=1))
+        labelled.add_rows(s, model, spec, churn_rows(100, seed=1))
     v1 = train_version(db, "churn", seed=1)
     with db.session() as s:
         model = catalog.get_model(s, "churn", lock=True)

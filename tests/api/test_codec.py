@@ -10,10 +10,10 @@ import numpy as np
 import orjson
 import pytest
 
+from api.champions import LoadedModel, load_model
 from api.codec import decode_body, decode_rows, encode_predictions
 from api.dataplane import BatchTooLarge, Served
 from api.errors import MalformedInput
-from api.serving import LoadedModel, load_model
 from registry.errors import InvalidData
 from registry.predlog.ids import prediction_ids
 from tuning.data import frame, target

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.settings import ApiSettings
-from registry import catalog, data
+from registry import catalog, labelled
 from registry.db import Database
 from registry.models import Event, Job, LabelledRow, ModelVersion, PredictionBatch
 from registry.settings import RegistrySettings
@@ -38,7 +38,7 @@ def _champion(db: Database, name: str, seed: int) -> None:
     spec = churn_spec(name)
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
-        data.add_rows(s, model, spec, churn_rows(100, seed=seed))
+        labelled.add_rows(s, model, spec, churn_rows(100, seed=seed))
     version = train_version(db, name, seed=seed)
     with db.session() as s:
         model = catalog.get_model(s, name, lock=True)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from api.champions import MISSING_CATEGORY, Columns
 from api.predlog import LogOverloaded, PredictionLog
-from api.serving import MISSING_CATEGORY, Columns
 from registry import catalog
 from registry.db import Database
 from registry.migrate import upgrade

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from registry import catalog, data
+from registry import catalog, labelled
 from registry.catalog import NewVersion
 from registry.db import Database
 from registry.models import Artifact
@@ -93,7 +93,7 @@ def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignor
     ]
     with db.session() as s:
         model_id = catalog.get_model(s, "churn").id
-        assert data.rows_after(s, model_id, None) == 100
+        assert labelled.rows_after(s, model_id, None) == 100
     good = {
         "labels": [
             {"prediction_id": ids[0], "label": "yes"},
@@ -104,8 +104,8 @@ def test_feedback_all_or_nothing_and_never_twice(served) -> None:  # type: ignor
         r = client.post("/v1/models/churn/feedback", json=good)
         assert r.status_code == 202 and r.json() == {"accepted": 2}
     with db.session() as s:
-        assert data.rows_after(s, model_id, None) == 102
-        _, rows, labels = data.training_rows(s, model_id)
+        assert labelled.rows_after(s, model_id, None) == 102
+        _, rows, labels = labelled.training_rows(s, model_id)
     # the features as the model saw them: numbers as 32-bit floats, missing ones as None
     assert rows[-2:] == [_as_float32(r) for r in instances] and labels[-2:] == ["yes", "no"]
 
@@ -155,7 +155,7 @@ def test_csv_upload_is_typed_by_the_spec(served) -> None:  # type: ignore[no-unt
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "file"
     assert "CSV line 2: field larger than field limit" in r.json()["detail"][0]["msg"]
     with db.session() as s:
-        _, rows, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+        _, rows, labels = labelled.training_rows(s, catalog.get_model(s, "churn").id)
     assert len(rows) == 100 + 2  # the seeded rows and the good upload; nothing of the 422s
     assert rows[-2]["x3"] is None and rows[-2]["x1"] == 1.5 and labels[-2:] == ["yes", "no"]
 

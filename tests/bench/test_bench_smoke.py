@@ -118,7 +118,7 @@ def test_wrk_summary_is_parsed() -> None:
 def test_pyspy_stacks_are_summarised() -> None:
     raw = "\n".join(
         [
-            "Thread._bootstrap (threading.py:1);handle (api/app.py:10);_run (api/serving.py:9) 6",
+            "Thread._bootstrap (threading.py:1);handle (api/app.py:10);_run (api/champions.py:9) 6",
             "Thread._bootstrap (threading.py:1);handle (api/app.py:12) 2",
             "Thread._bootstrap (threading.py:1);Condition.wait (threading.py:320) 5",
             "garbage",
@@ -126,7 +126,7 @@ def test_pyspy_stacks_are_summarised() -> None:
     )
     p = profiling.summarize(raw, Load("predict", "m"), "x.txt")
     assert (p.samples, p.waiting) == (8, 5)
-    assert p.own == [("_run (api/serving.py)", 75.0), ("handle (api/app.py)", 25.0)]
+    assert p.own == [("_run (api/champions.py)", 75.0), ("handle (api/app.py)", 25.0)]
     assert ("handle (api/app.py)", 100.0) in p.inclusive
     assert all(not f.startswith("Thread._bootstrap") for f, _ in p.inclusive)
 

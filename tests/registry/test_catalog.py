@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry import catalog, data, events, jobs
+from registry import catalog, events, jobs, labelled
 from registry.catalog import NewVersion
 from registry.errors import Conflict, CorruptArtifact, NotFound
 from registry.models import (
@@ -136,7 +136,7 @@ def _populate(s: Session, name: str) -> int:
     _version(s, model, 1)
     second = _version(s, model, 2, onnx=f"{name}-graph".encode(), pipeline=name.encode())
     catalog.promote(s, model, second, actor="test", reason="seed")
-    data.add_rows(s, model, spec, churn_rows(30, seed=1))
+    labelled.add_rows(s, model, spec, churn_rows(30, seed=1))
     rows = features_only(churn_rows(7, seed=2))
     log_predictions(s, [logged_batch(model.id, spec, rows), logged_batch(model.id, spec, rows[:3])])
     done, _ = jobs.submit(s, model, trigger=Trigger.ADMIN, actor="test")
@@ -217,7 +217,7 @@ def test_a_deleted_models_name_can_be_taken_again(db) -> None:  # type: ignore[n
         catalog.delete_model(s, "churn", actor="alice")
     with db.session() as s:
         model = catalog.create_model(s, churn_spec(), actor="bob")
-        assert catalog.versions(s, model.id) == [] and data.rows_after(s, model.id, None) == 0
+        assert catalog.versions(s, model.id) == [] and labelled.rows_after(s, model.id, None) == 0
         kinds = [e["kind"] for e in events.list_events(s, "churn")]
         assert kinds[:2] == ["model_created", "model_deleted"]
 

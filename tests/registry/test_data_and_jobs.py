@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import StatementError
 
-from registry import catalog, data, jobs
+from registry import catalog, jobs, labelled
 from registry.errors import InvalidData
 from registry.models import Job, JobStatus, Trigger, utcnow
 from registry.predlog.ids import prediction_ids
@@ -22,7 +22,7 @@ from tests.factories import churn_rows, churn_spec, features_only, logged_batch
 def _model_with_rows(s, n: int = 10):  # type: ignore[no-untyped-def]
     spec = churn_spec()
     model = catalog.create_model(s, spec, actor="test")
-    data.add_rows(s, model, spec, churn_rows(n, seed=1))
+    labelled.add_rows(s, model, spec, churn_rows(n, seed=1))
     return model, spec
 
 
@@ -46,11 +46,11 @@ def test_upload_learns_classes_and_rejects_bad_rows_whole(db) -> None:  # type: 
     del bad[2]["color"]
     with pytest.raises(InvalidData) as info, db.session() as s:
         model = catalog.get_model(s, "churn")
-        data.add_rows(s, model, spec, bad)
+        labelled.add_rows(s, model, spec, bad)
     fields = {(p["row"], p["field"]) for p in info.value.problems}
     assert fields == {(1, "rows[1].x1"), (2, "rows[2].color")}
     with db.session() as s:
-        assert data.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
+        assert labelled.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
 
 
 def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ignore[no-untyped-def]
@@ -63,14 +63,14 @@ def test_feedback_is_all_or_nothing_and_lists_offenders(db) -> None:  # type: ig
         {"prediction_id": p2, "label": "maybe"},
     ]
     with pytest.raises(InvalidData) as info, db.session() as s:
-        data.add_feedback(s, catalog.get_model(s, "churn"), spec, labels)
+        labelled.add_feedback(s, catalog.get_model(s, "churn"), spec, labels)
     assert [(p["row"], p["field"]) for p in info.value.problems] == [
         (1, "labels[1].prediction_id"),
         (2, "labels[2].label"),
     ]
     assert "unknown class 'maybe'" in info.value.problems[1]["message"]
     with db.session() as s:
-        assert data.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
+        assert labelled.rows_after(s, catalog.get_model(s, "churn").id, None) == 10
 
 
 def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ignore[no-untyped-def]
@@ -79,11 +79,11 @@ def test_the_same_prediction_labelled_twice_counts_once(db) -> None:  # type: ig
         (p1,) = _logged(s, model, spec, 1)
     for label in ("yes", "no"):
         with db.session() as s:
-            data.add_feedback(
+            labelled.add_feedback(
                 s, catalog.get_model(s, "churn"), spec, [{"prediction_id": p1, "label": label}]
             )
     with db.session() as s:
-        ids, _, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+        ids, _, labels = labelled.training_rows(s, catalog.get_model(s, "churn").id)
         assert len(ids) == 11 and labels[-1] == "no"
 
 
@@ -99,9 +99,9 @@ def test_feedback_trains_on_the_logged_features(db) -> None:  # type: ignore[no-
         ids = _log(s, model, spec, sent)
     with db.session() as s:
         model = catalog.get_model(s, "churn")
-        data.add_feedback(s, model, spec, [{"prediction_id": p, "label": "yes"} for p in ids])
+        labelled.add_feedback(s, model, spec, [{"prediction_id": p, "label": "yes"} for p in ids])
     with db.session() as s:
-        _, features, labels = data.training_rows(s, catalog.get_model(s, "churn").id)
+        _, features, labels = labelled.training_rows(s, catalog.get_model(s, "churn").id)
     assert features[-2:] == sent and labels[-2:] == ["yes", "yes"]
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from registry import catalog, data, events
+from registry import catalog, events, labelled
 from registry.db import Database
 from registry.migrate import alembic_config, upgrade
 from registry.models import Event, Model
@@ -87,8 +87,8 @@ def test_0002_moves_logged_predictions_into_batches(empty_database_url: str) -> 
     db = Database(url)
     with db.session() as s:
         model, spec = _upgraded_model(s)
-        assert data.add_feedback(s, model, spec, [{"prediction_id": pid, "label": "yes"}]) == 1
-        _, rows, labels = data.training_rows(s, model.id)
+        assert labelled.add_feedback(s, model, spec, [{"prediction_id": pid, "label": "yes"}]) == 1
+        _, rows, labels = labelled.training_rows(s, model.id)
     assert rows == [features] and labels == ["yes"]
     db.dispose()
 
@@ -132,8 +132,8 @@ def test_0003_keeps_ids_issued_by_the_json_log_usable(empty_database_url: str) -
     with db.session() as s:
         model, spec = _upgraded_model(s)
         assert reads.missing_predictions(s, model.id, [second, never_issued]) == {never_issued}
-        assert data.add_feedback(s, model, spec, [{"prediction_id": second, "label": "no"}])
-        _, features, labels = data.training_rows(s, model.id)
+        assert labelled.add_feedback(s, model, spec, [{"prediction_id": second, "label": "no"}])
+        _, features, labels = labelled.training_rows(s, model.id)
     assert features == [rows[1]] and labels == ["no"]
     db.dispose()
 
@@ -209,8 +209,8 @@ def test_0005_converts_the_json_log_and_keeps_its_ids(empty_database_url: str) -
         np.testing.assert_array_equal(found[first].probabilities, [0.25, 0.75])
         recent = reads.recent_features(s, model.id, spec, rows=10)
         assert sorted(recent["x1"]) == [float(np.float32(0.1)), 3.0, 9.0]  # the unnamed row too
-        data.add_feedback(s, model, spec, [{"prediction_id": first, "label": "no"}])
-        _, features, labels = data.training_rows(s, model.id)
+        labelled.add_feedback(s, model, spec, [{"prediction_id": first, "label": "no"}])
+        _, features, labels = labelled.training_rows(s, model.id)
     assert features == [rows[0]] and labels == ["no"]
     db.dispose()
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, update
 
-from registry import catalog, data, jobs
+from registry import catalog, jobs, labelled
 from registry.catalog import NewVersion
 from registry.models import Artifact, Job, Model, Stage, utcnow
 from registry.notify import ChampionNotifier
@@ -24,7 +24,7 @@ def _model(db, n: int, **spec):  # type: ignore[no-untyped-def]
     with db.session() as s:
         model = catalog.create_model(s, spec_, actor="test")
         if n:
-            data.add_rows(s, model, spec_, churn_rows(n, seed=1))
+            labelled.add_rows(s, model, spec_, churn_rows(n, seed=1))
         return model.id
 
 
@@ -214,7 +214,7 @@ def test_a_retrain_goes_on_without_what_of_the_champion_will_not_load(db, how, r
     with db.session() as s:
         broken = catalog.champion(s, model_id).version
         model = catalog.get_model(s, "churn")  # rows new to the champion, trained on all 400
-        data.add_rows(s, model, catalog.spec_of(model), churn_rows(200, seed=2))
+        labelled.add_rows(s, model, catalog.spec_of(model), churn_rows(200, seed=2))
     job_id = _submit(db)
     _run(db, job_id)
     with db.session() as s:

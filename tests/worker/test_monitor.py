@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
-from registry import catalog, data, jobs
+from registry import catalog, jobs, labelled
 from registry.models import Event, Job, LabelledRow, utcnow
 from registry.notify import ChampionNotifier
 from registry.predlog.ids import prediction_ids
@@ -23,7 +23,7 @@ def _champion(db, **overrides) -> int:  # type: ignore[no-untyped-def]
     spec = churn_spec(**overrides)
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
-        data.add_rows(s, model, spec, churn_rows(400, seed=1))
+        labelled.add_rows(s, model, spec, churn_rows(400, seed=1))
         job, _ = jobs.submit(s, model, trigger="admin", actor="test")
         job_id, model_id = job.id, model.id
     job = claim(db, job_id, worker="w")
@@ -52,7 +52,7 @@ def _serve(db, model_id: int, n: int, *, error_rate: float, seed: int, version=N
     with db.session() as s:
         model = catalog.get_model(s, "churn")
         labels = [{"prediction_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
-        data.add_feedback(s, model, catalog.spec_of(model), labels)
+        labelled.add_feedback(s, model, catalog.spec_of(model), labels)
 
 
 def _events(db, kind: str) -> list[Event]:  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def test_the_reaction_retrain_trains_and_is_judged_after_the_change(db) -> None:
     _serve(db, model_id, 600, error_rate=0.05, seed=30)
     with db.session() as s:
         model = catalog.get_model(s, "churn")
-        data.add_rows(s, model, catalog.spec_of(model), churn_rows(300, seed=31, flipped=True))
+        labelled.add_rows(s, model, catalog.spec_of(model), churn_rows(300, seed=31, flipped=True))
         start = s.scalar(select(LabelledRow.id).order_by(LabelledRow.id.desc())) - 299
         model.change = {"version": 1, "start_row_id": start, "detected_row_id": start + 40}
         job, _ = jobs.submit(

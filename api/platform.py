@@ -5,13 +5,16 @@ Routes parse and authenticate, then call one method here; tests can call it the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.champions import ModelCache
 from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
@@ -24,17 +27,22 @@ from api.records import (
     RolledBack,
     VersionRecord,
 )
-from api.serving import ModelCache
-from registry import catalog, data, events, jobs
+from registry import catalog, events, jobs, labelled
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
 from registry.models import Model, ModelVersion, Trigger
 from registry.notify import ChampionNotifier
 from registry.predlog import reads
+from registry.predlog.ids import is_recent
 from tuning.spec import ModelSpec
 from worker.broker import TaskSender
 
 log = logging.getLogger(__name__)
+
+# A prediction issued longer ago than this is logged by now or was never issued: feedback on it
+# never waits (a replica's buffer is written every few hundred milliseconds; backlogs while the
+# database is down are what this leaves a margin for).
+BUFFERED_SECONDS = 30.0
 
 
 class BrokerUnavailable(RuntimeError):
@@ -62,27 +70,43 @@ class Platform:
 
     # --- feedback ----------------------------------------------------------------------
 
-    def feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
+    async def feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
         """Store true labels (a non-empty list, as api.schemas.FeedbackRequest has it), all or
-        nothing, each checked by registry.data.add_feedback; committed when this returns."""
-        ids = {pid for item in labels if (pid := item.get("prediction_id")) is not None}
-        if ids:
-            self.log.flush()
-            self._wait_for_predictions(name, ids)
+        nothing, each checked by registry.labelled.add_feedback; committed when this returns.
+
+        Labels for recent prediction ids not yet in the log wait a moment for the replica
+        holding them to write them — on the event loop, so no waiting request holds a thread.
+        Any other unknown id is refused at once: it costs what a known one does.
+        """
+        recent = {
+            pid
+            for item in labels
+            if (pid := item.get("prediction_id")) is not None and is_recent(pid, BUFFERED_SECONDS)
+        }
+        if recent:
+            await run_in_threadpool(self.log.flush, self.feedback_wait_seconds)
+            await self._wait_for_predictions(name, recent)
+        return await run_in_threadpool(self._store_feedback, name, labels)
+
+    def _store_feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
         with self.db.session() as s:
             model = catalog.get_model(s, name)
-            return data.add_feedback(s, model, catalog.spec_of(model), labels)
+            return labelled.add_feedback(s, model, catalog.spec_of(model), labels)
 
-    def _wait_for_predictions(self, name: str, ids: set[str]) -> None:
-        """Another replica may still hold a prediction in its log buffer: give it a moment."""
+    async def _wait_for_predictions(self, name: str, ids: set[str]) -> None:
+        """Another replica may still hold a recent prediction in its log buffer: give it
+        `feedback_wait_seconds`, polling the log every 0.1 s."""
         deadline = time.monotonic() + self.feedback_wait_seconds
         while True:
-            with self.db.session() as s:
-                model = catalog.get_model(s, name)
-                missing = reads.missing_predictions(s, model.id, ids)
+            missing = await run_in_threadpool(self._missing_predictions, name, ids)
             if not missing or time.monotonic() >= deadline:
                 return
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
+
+    def _missing_predictions(self, name: str, ids: set[str]) -> set[str]:
+        with self.db.session() as s:
+            model = catalog.get_model(s, name)
+            return set(reads.missing_predictions(s, model.id, ids))
 
     # --- administration ----------------------------------------------------------------
 
@@ -117,7 +141,7 @@ class Platform:
             )
         with self.db.session() as s:
             model = catalog.get_model(s, name, lock=True)
-            n = data.add_rows(s, model, catalog.spec_of(model), rows)
+            n = labelled.add_rows(s, model, catalog.spec_of(model), rows)
             events.record(s, model.id, "data_uploaded", actor=actor, detail={"rows": n})
             return n
 
@@ -209,7 +233,7 @@ class Platform:
             classes=model.classes,
             champion=_version_record(champ) if champ else None,
             served_version=self.cache.versions().get(model.name),
-            labelled_rows=data.rows_after(s, model.id, None),
+            labelled_rows=labelled.rows_after(s, model.id, None),
             created_at=model.created_at.isoformat(),
         )
 
