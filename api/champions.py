@@ -14,7 +14,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -178,9 +177,8 @@ class ModelCache:
         *,
         threads: int = 1,
         inline_seconds: float = 0.001,
-        on_swap: Callable[[LoadedModel], None] | None = None,
     ) -> None:
-        self._db, self._threads, self._on_swap = db, threads, on_swap
+        self._db, self._threads = db, threads
         self._inline_seconds = inline_seconds
         self._models: dict[str, LoadedModel] = {}
         self._names: frozenset[str] = frozenset()  # every registered model, as of the last poll
@@ -280,8 +278,6 @@ class ModelCache:
                 self._models = updated
                 for m in fresh:
                     log.info("serving %s v%s", m.name, m.version)
-                    if self._on_swap:
-                        self._on_swap(m)
             self._names = frozenset(names)  # after the swap: a name is never missed early
             self._failed = failed
             self.loaded_once.set()
