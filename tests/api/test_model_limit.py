@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import uvicorn
 from jsonschema import Draft202012Validator
 
-from api.app import create_app
-from api.settings import ApiSettings
-from registry.settings import RegistrySettings
-from tests.api.conftest import ADMIN, app_client
-from tests.e2e.stack import free_port
+from tests.api.conftest import ADMIN, app_client, serve
 from tests.factories import churn_spec
-from worker.settings import WorkerSettings
 
 
 def _spec(name: str) -> dict:
@@ -47,32 +39,10 @@ def test_one_model_too_many_is_a_409_naming_the_limit(db, database_url, tmp_path
         assert [m["name"] for m in client.get("/v1/models").json()] == ["b", "c"]
 
 
-@contextmanager
-def _server(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The app behind a real uvicorn server on 127.0.0.1; its URL."""
-    app = create_app(
-        ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings),
-        RegistrySettings(database_url=database_url, home=tmp_path),
-        WorkerSettings(home=tmp_path),
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def test_concurrent_creates_never_pass_the_limit(db, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Sixteen clients create a model each at the same moment; three fit."""
     clients = 16
-    with _server(database_url, tmp_path, max_models=3) as url:
+    with serve(database_url, tmp_path, max_models=3) as url:
         start = threading.Barrier(clients)
         statuses: list[int] = []
 
