@@ -95,14 +95,17 @@ def parse(body: bytes, header_length: str | None) -> InferRequest:
         inputs.append(tensor)
     if offset != len(body):
         raise ProtocolError(f"{len(body) - offset} bytes after the last binary tensor")
-    params = request.get("parameters") or {}
+    params = _parameters(request, "the request's")
     outputs = None
     if request.get("outputs") is not None:
-        outputs = {
-            o["name"]: bool((o.get("parameters") or {}).get("binary_data", False))
-            for o in request["outputs"]
-            if isinstance(o, dict) and "name" in o
-        }
+        if not isinstance(request["outputs"], list):
+            raise ProtocolError("'outputs' must be a list of objects")
+        outputs = {}
+        for i, o in enumerate(request["outputs"]):
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+                raise ProtocolError(f"outputs[{i}] must be an object with a string 'name'")
+            where = f"outputs[{i}]"
+            outputs[o["name"]] = bool(_parameters(o, where).get("binary_data", False))
     request_id = request.get("id")
     if request_id is not None and type(request_id) is not str:
         request_id = _number_id(request_id)
@@ -113,6 +116,16 @@ def parse(body: bytes, header_length: str | None) -> InferRequest:
         bool(params.get("binary_data_output", False)),
         params,
     )
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    """The 'parameters' object of the request, an input or an output ({} when absent)."""
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(f"{where} 'parameters' must be an object")
+    return params
 
 
 def _number_id(value: Any) -> str:
@@ -164,7 +177,7 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ProtocolError(f"input {excerpt(name)}: shape must be a list of sizes")
     count = math.prod(shape)
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(spec, f"inputs[{i}]").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(body):
             raise ProtocolError(f"input {excerpt(name)}: binary_data_size exceeds the body")

@@ -99,6 +99,16 @@ def test_plain_json_flat_and_nested_data(live) -> None:  # type: ignore[no-untyp
         (lambda b: b["inputs"][0].update(shape=[2, 1]), 400, "its shape needs 2 values, got 1"),
         (lambda b: b["inputs"][0].update(data=[1e39]), 400, "finite"),
         (lambda b: b.update(inputs="x"), 400, "'inputs' list"),
+        (lambda b: b.update(outputs=[{"name": []}]), 400, "outputs[0] must be an object"),
+        (lambda b: b.update(outputs={"name": "label"}), 400, "'outputs' must be a list"),
+        (lambda b: b.update(outputs=["label"]), 400, "outputs[0] must be an object"),
+        (
+            lambda b: b.update(outputs=[{"name": "label", "parameters": 1}]),
+            400,
+            "outputs[0] 'parameters' must be an object",
+        ),
+        (lambda b: b.update(parameters=[1]), 400, "the request's 'parameters' must be an object"),
+        (lambda b: b["inputs"][0].update(parameters="x"), 400, "inputs[0] 'parameters' must be"),
     ],
 )
 def test_bad_requests_are_v2_errors(live, change, status, words) -> None:  # type: ignore[no-untyped-def]
