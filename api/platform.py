@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -89,9 +90,17 @@ class Platform:
         return await run_in_threadpool(self._store_feedback, name, labels)
 
     def _store_feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:
-        with self.db.session() as s:
-            model = catalog.get_model(s, name)
-            return labelled.add_feedback(s, model, catalog.spec_of(model), labels)
+        """The model is read without a lock (feedback must not queue behind a promotion): a
+        delete committed between that read and the insert fails the rows' foreign key, which
+        is the model not found, as for feedback sent after the delete."""
+        try:
+            with self.db.session() as s:
+                model = catalog.get_model(s, name)
+                return labelled.add_feedback(s, model, catalog.spec_of(model), labels)
+        except IntegrityError:
+            with self.db.session() as s:
+                catalog.get_model(s, name)  # NotFound once the delete has committed
+            raise
 
     async def _wait_for_predictions(self, name: str, ids: set[str]) -> None:
         """Another replica may still hold a recent prediction in its log buffer: give it

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.app import create_app
 from api.settings import ApiSettings
 from registry import catalog, labelled
 from registry.db import Database
+from registry.migrate import upgrade
 from registry.models import Event, Job, LabelledRow, ModelVersion, PredictionBatch
 from registry.settings import RegistrySettings
 from tests.api.conftest import ADMIN, app_client, train_version
@@ -183,3 +184,29 @@ def test_a_retrain_asked_while_the_model_is_deleted_is_a_404(served) -> None:  #
     r = client.post("/v1/admin/models/churn/retrain", headers=ADMIN)
     thread.join(10)
     assert (r.status_code, r.json()) == (404, {"detail": "model 'churn' not found"})
+
+
+def test_feedback_racing_the_delete_is_a_404(postgres_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Feedback reads its model without a lock; a delete that commits before its labels are
+    written (on Postgres: SQLite's writers take the lock at BEGIN, so it cannot happen there)
+    leaves it the answer a later feedback gets, not a 500 from the foreign key."""
+    upgrade(postgres_url)
+    db = Database(postgres_url)
+    try:
+        _champion(db, "churn", seed=1)
+        store = labelled.add_feedback
+
+        def delete_first(*args: Any, **kwargs: Any) -> int:
+            with db.session() as s:  # another connection, committed before the insert
+                catalog.delete_model(s, "churn", actor="test")
+            return store(*args, **kwargs)
+
+        labels = [{"features": row, "label": "yes"} for row in features_only(churn_rows(3, seed=4))]
+        with app_client(postgres_url, tmp_path) as client:
+            monkeypatch.setattr(labelled, "add_feedback", delete_first)
+            r = client.post("/v1/models/churn/feedback", json={"labels": labels})
+        assert (r.status_code, r.json()) == (404, {"detail": "model 'churn' not found"})
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(LabelledRow)) == 0
+    finally:
+        db.dispose()
