@@ -32,25 +32,18 @@ from api.settings import ApiSettings
 from registry.db import Database
 from registry.notify import ChampionListener, ChampionNotifier, notify_url
 from registry.predlog.process import ProcessWriter
-from registry.settings import RegistrySettings
 from worker.broker import TaskSender
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: ApiSettings | None = None,
-    registry_settings: RegistrySettings | None = None,
-    worker_settings: WorkerSettings | None = None,
-) -> FastAPI:
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # admin_token comes from the environment
-    registry_settings = registry_settings or RegistrySettings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(registry_settings.url)
+        db = Database(settings.url)
         cache = ModelCache(
             db, threads=settings.onnx_threads, inline_seconds=settings.inline_onnx_ms / 1000
         )
@@ -65,9 +58,8 @@ def create_app(
         )
         predlog.enabled = settings.prediction_log
         metrics.log_backlog.set_function(predlog.pending)
-        workers = worker_settings or WorkerSettings()
-        sender = TaskSender(workers)
-        url = notify_url(workers.broker_url, registry_settings.notify_url)
+        sender = TaskSender(settings)
+        url = notify_url(settings.broker_url, settings.notify_url)
         notifier = ChampionNotifier(url)
         listener = ChampionListener(url, cache.wake) if url else None
         app.state.platform = Platform(

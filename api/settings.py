@@ -1,16 +1,20 @@
-"""API settings, read from `LOOPSERVE_*` environment variables."""
+"""API settings, read from `LOOPSERVE_*` environment variables: one object for the API
+process, the registry's and the broker's settings included."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from registry.settings import RegistrySettings
+from worker.settings import BrokerSettings
 
 PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "admin"}
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(RegistrySettings, BrokerSettings):
     # A rejected value is never echoed: it may be a secret (a short admin token, a key).
     model_config = SettingsConfigDict(
         env_prefix="LOOPSERVE_", extra="ignore", hide_input_in_errors=True

@@ -7,14 +7,14 @@ from typing import Any
 
 from celery import Celery
 
-from worker.settings import WorkerSettings
+from worker.settings import BrokerSettings
 
 RETRAIN_TASK = "loopserve.retrain"
 TICK_TASK = "loopserve.tick"
 MONITOR_TASK = "loopserve.monitor"
 
 
-def broker_conf(settings: WorkerSettings) -> dict[str, Any]:
+def broker_conf(settings: BrokerSettings) -> dict[str, Any]:
     """Celery settings for the broker named by LOOPSERVE_BROKER_URL, or the embedded one."""
     if not settings.embedded_broker:
         # Longer than any training, so Redis does not redeliver a running task by itself;
@@ -49,9 +49,9 @@ def broker_conf(settings: WorkerSettings) -> dict[str, Any]:
 class TaskSender:
     """Sends loopserve tasks by name; it never imports the task code."""
 
-    def __init__(self, settings: WorkerSettings | None = None) -> None:
+    def __init__(self, settings: BrokerSettings | None = None) -> None:
         self._app = Celery("loopserve-client")
-        self._app.conf.update(broker_conf(settings or WorkerSettings()))
+        self._app.conf.update(broker_conf(settings or BrokerSettings()))
         self._app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0)
 
     def send_retrain(self, job_id: str) -> None:

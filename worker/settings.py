@@ -6,14 +6,33 @@ from pathlib import Path
 
 from pydantic import Field
 
-from registry.settings import HomeSettings, is_redis
+from registry.settings import HomeSettings, RegistrySettings, is_redis
 
 
-class WorkerSettings(HomeSettings):
+class BrokerSettings(HomeSettings):
+    """The Celery broker: of the worker and beat, which run tasks, and of the API, which only
+    sends them."""
+
     broker_url: str | None = Field(
         default=None,
         description="Celery broker; default: the embedded file-system broker in $LOOPSERVE_HOME.",
     )
+    broker_poll_seconds: float = Field(
+        default=0.1, gt=0, description="Polling period of the embedded broker."
+    )
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.home / "broker").resolve()
+
+
+class WorkerSettings(RegistrySettings, BrokerSettings):
+    """Everything a worker or beat process reads: the registry, the broker and its own."""
+
     tick_seconds: float = Field(
         default=2.0, gt=0, description="How often beat checks schedules, label counts, stale jobs."
     )
@@ -27,10 +46,6 @@ class WorkerSettings(HomeSettings):
         default=60.0, gt=0, description="A running job silent this long is re-queued."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Runs of a job before it fails.")
-    broker_poll_seconds: float = Field(
-        default=0.1, gt=0, description="Polling period of the embedded broker."
-    )
-
     fanout: bool | None = Field(
         default=None,
         description="Fan candidate fits out across workers as Celery chords (needs a Redis "
@@ -40,11 +55,3 @@ class WorkerSettings(HomeSettings):
     @property
     def fanout_enabled(self) -> bool:
         return is_redis(self.broker_url) and self.fanout is not False
-
-    @property
-    def embedded_broker(self) -> bool:
-        return not self.broker_url
-
-    @property
-    def broker_folder(self) -> Path:
-        return (self.home / "broker").resolve()

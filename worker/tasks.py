@@ -11,7 +11,6 @@ from celery import Task
 
 from registry.db import Database
 from registry.notify import ChampionNotifier, notify_url
-from registry.settings import RegistrySettings
 from tuning.challenge import SEARCH_SHARE
 from tuning.steps import done_fraction
 from worker import fanout
@@ -29,9 +28,9 @@ log = logging.getLogger(__name__)
 def _process() -> tuple[Database, WorkerSettings, ChampionNotifier, fanout.JobDataCache]:
     """Per worker process, created on first use (after the pool forked): the database, the
     settings, the champion notifier and the cache of job data for candidate fits."""
-    registry, settings = RegistrySettings(), WorkerSettings()
-    db = Database(registry.url)
-    notifier = ChampionNotifier(notify_url(settings.broker_url, registry.notify_url))
+    settings = WorkerSettings()
+    db = Database(settings.url)
+    notifier = ChampionNotifier(notify_url(settings.broker_url, settings.notify_url))
     return db, settings, notifier, fanout.JobDataCache(db)
 
 

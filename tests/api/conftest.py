@@ -13,13 +13,11 @@ from api.settings import ApiSettings
 from registry import catalog, labelled
 from registry.catalog import NewVersion
 from registry.db import Database
-from registry.settings import RegistrySettings
 from tests.factories import churn_rows, churn_spec
 from tuning import persist
 from tuning.data import frame, target
 from tuning.export import to_onnx
 from tuning.pipeline import build_pipeline
-from worker.settings import WorkerSettings
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 
@@ -49,16 +47,16 @@ def train_version(db: Database, name: str, *, seed: int, flipped: bool = False) 
         return catalog.register_version(s, model, new, stage="challenger").version
 
 
+def api_settings(database_url: str, tmp_path, **settings) -> ApiSettings:  # type: ignore[no-untyped-def]
+    """The settings of an API process on this database, home in tmp_path, with the test
+    admin token (and whatever else the environment sets, as in a deployment)."""
+    token = ADMIN["Authorization"].split()[1]
+    return ApiSettings(admin_token=token, database_url=database_url, home=tmp_path, **settings)
+
+
 def app_client(database_url: str, tmp_path, **settings) -> TestClient:  # type: ignore[no-untyped-def]
     """A client of an app on the database with these API settings; enter it to start the app."""
-    api = ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings)
-    return TestClient(
-        create_app(
-            api,
-            RegistrySettings(database_url=database_url, home=tmp_path),
-            WorkerSettings(home=tmp_path),
-        )
-    )
+    return TestClient(create_app(api_settings(database_url, tmp_path, **settings)))
 
 
 @pytest.fixture
@@ -87,11 +85,7 @@ def serve(database_url: str, tmp_path, **settings) -> Iterator[str]:  # type: ig
     from cli.main import UVICORN
     from tests.e2e.stack import free_port
 
-    app = create_app(
-        ApiSettings(admin_token=ADMIN["Authorization"].split()[1], **settings),
-        RegistrySettings(database_url=database_url, home=tmp_path),
-        WorkerSettings(home=tmp_path),
-    )
+    app = create_app(api_settings(database_url, tmp_path, **settings))
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN)
     server = uvicorn.Server(config)

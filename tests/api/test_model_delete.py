@@ -15,15 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.settings import ApiSettings
 from registry import catalog, labelled
 from registry.db import Database
 from registry.migrate import upgrade
 from registry.models import Event, Job, LabelledRow, ModelVersion, PredictionBatch
-from registry.settings import RegistrySettings
-from tests.api.conftest import ADMIN, app_client, train_version
+from tests.api.conftest import ADMIN, api_settings, app_client, train_version
 from tests.factories import churn_rows, churn_spec, features_only
-from worker.settings import WorkerSettings
 
 ROWS = {"instances": features_only(churn_rows(4, seed=3))}
 
@@ -50,17 +47,14 @@ def _champion(db: Database, name: str, seed: int) -> None:
 def _replica(database_url: str, tmp_path: Any, redis_url: str) -> TestClient:
     """A replica that polls the champions once a minute: within a test it learns a change
     only from the Redis notification."""
-    return TestClient(
-        create_app(
-            ApiSettings(
-                admin_token=ADMIN["Authorization"].split()[1],
-                champion_poll_seconds=60,
-                log_flush_seconds=0.05,
-            ),
-            RegistrySettings(database_url=database_url, home=tmp_path, notify_url=redis_url),
-            WorkerSettings(home=tmp_path),
-        )
+    settings = api_settings(
+        database_url,
+        tmp_path,
+        notify_url=redis_url,
+        champion_poll_seconds=60,
+        log_flush_seconds=0.05,
     )
+    return TestClient(create_app(settings))
 
 
 @pytest.fixture
