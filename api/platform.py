@@ -76,17 +76,16 @@ class Platform:
         nothing, each checked by registry.labelled.add_feedback; committed when this returns.
 
         Labels for recent prediction ids not yet in the log wait a moment for the replica
-        holding them to write them — on the event loop, so no waiting request holds a thread.
-        Any other unknown id is refused at once: it costs what a known one does.
+        holding them to write them — on the event loop, so no waiting request holds a thread —
+        and so do those for ids this replica still holds, however old (its backlog after the
+        database was down for long). Any other unknown id is refused at once: it costs what a
+        known one does.
         """
-        recent = {
-            pid
-            for item in labels
-            if (pid := item.get("prediction_id")) is not None and is_recent(pid, BUFFERED_SECONDS)
-        }
-        if recent:
+        ids = {pid for item in labels if (pid := item.get("prediction_id")) is not None}
+        waiting = {pid for pid in ids if is_recent(pid, BUFFERED_SECONDS)} | self.log.holds(ids)
+        if waiting:
             await run_in_threadpool(self.log.flush, self.feedback_wait_seconds)
-            await self._wait_for_predictions(name, recent)
+            await self._wait_for_predictions(name, waiting)
         return await run_in_threadpool(self._store_feedback, name, labels)
 
     def _store_feedback(self, name: str, labels: Sequence[Mapping[str, Any]]) -> int:

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,7 +30,7 @@ import orjson
 
 from api.champions import MISSING_CATEGORY, Columns
 from registry.db import Database
-from registry.predlog.ids import new_batch_id, prediction_ids
+from registry.predlog.ids import BATCH_ID_LENGTH, new_batch_id, prediction_ids
 from registry.predlog.record import LoggedBatch
 from registry.predlog.write import BatchWriter, SessionWriter, logged_batch_ids, models_kept
 
@@ -157,6 +158,16 @@ class PredictionLog:
             if self._pending >= self._batch_size:
                 self._cond.notify_all()
         return prediction_ids(chunk.id, n, first)
+
+    def holds(self, ids: Iterable[str]) -> set[str]:
+        """Which of these prediction ids wait in this buffer, not yet written (or being
+        written)."""
+        with self._cond:
+            chunks = {chunk.id for chunk in self._open.values()}
+            chunks.update(chunk.id for chunk in self._sealed)
+        if not chunks:
+            return set()
+        return {pid for pid in ids if pid[:BATCH_ID_LENGTH] in chunks}
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row added before this call is written; False on timeout."""

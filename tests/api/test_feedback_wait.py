@@ -1,6 +1,7 @@
 """Feedback on a prediction id not yet in the log: a recent id waits a moment for the replica
-buffering it, on the event loop (no thread held), and any other unknown id is refused at once,
-so unknown ids cost no more than known ones (api.platform.Platform.feedback)."""
+buffering it, on the event loop (no thread held), and so does one the replica answering still
+buffers, however old; any other unknown id is refused at once, so unknown ids cost no more than
+known ones (api.platform.Platform.feedback)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
+from api import platform
 from registry.predlog.ids import is_recent, issued_at
 from tests.api.conftest import serve
 from tests.factories import churn_rows, features_only
@@ -64,6 +67,25 @@ def test_a_recent_id_buffered_by_another_replica_is_waited_for(
         accepted = feedback(here, ids)  # sent at once: `other` writes them within 0.5 s
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["accepted"] == 3
+
+
+def test_an_old_id_this_replica_still_buffers_is_waited_for(
+    served, database_url, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """After the database was down for longer than BUFFERED_SECONDS, a replica's backlog holds
+    ids no longer recent: feedback on them must wait for the replica to write them, not refuse
+    them as unknown (a 422 a client would not retry)."""
+    monkeypatch.setattr(platform, "is_recent", lambda pid, seconds: False)  # every id is old
+    with serve(database_url, tmp_path, log_flush_seconds=10, champion_poll_seconds=0.1) as url:
+        rows = features_only(churn_rows(3, seed=5))
+        answer = httpx.post(f"{url}/v1/models/churn/predict", json={"instances": rows})
+        ids = [p["id"] for p in answer.json()["predictions"]]
+        started = time.monotonic()
+        accepted = feedback(url, ids)  # written every 10 s: not yet, unless feedback flushes
+        elapsed = time.monotonic() - started
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["accepted"] == 3
+    assert elapsed < 5, elapsed  # flushed at once, not at the next 10 s tick
 
 
 def test_waiting_feedback_holds_no_thread(served, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
