@@ -15,6 +15,7 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     api.auth.Throttled                                             429, Retry-After
     api.champions.ModelNotReady, api.platform.BrokerUnavailable,
     api.predlog.LogOverloaded, the database unreachable            503
+    registry.errors.CorruptArtifact (stored bytes off their hash)  500, naming the artifact
     anything else                                                  500 "internal error"
 
 No answer sends an input back whole: messages quote offending values through
@@ -42,7 +43,7 @@ from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
 from api.platform import BrokerUnavailable
 from api.predlog import LogOverloaded
-from registry.errors import Conflict, InvalidData, NotFound, clip
+from registry.errors import Conflict, CorruptArtifact, InvalidData, NotFound, clip
 
 
 class MalformedInput(ValueError):
@@ -125,6 +126,8 @@ def describe(exc: BaseException) -> Failure:
             return Failure(503, f"{exc}: the database is not keeping up or is down; retry later")
         case OperationalError() | PoolTimeout():
             return Failure(503, DB_DOWN)
+        case CorruptArtifact():
+            return Failure(500, _message(exc))
     return INTERNAL
 
 
@@ -154,6 +157,7 @@ def install(app: FastAPI) -> None:
         LogOverloaded,
         OperationalError,
         PoolTimeout,
+        CorruptArtifact,
         Exception,
     ):
         app.add_exception_handler(kind, handler)

@@ -176,6 +176,33 @@ INVALID_ROLLBACK = Refusal(
         }
     ],
 )
+INVALID_FILE = Refusal(
+    422,
+    "No file, or a file that is not a version of this model: neither ONNX nor skops, types "
+    "outside the allow-list, inputs, outputs or classes other than the model's, a pipeline "
+    "whose ONNX export does not reproduce it, or a query parameter that is not one: each "
+    "thing that differs is named.",
+    [
+        {
+            "loc": ["body", "file"],
+            "msg": "input 'x1' is tensor(double); the numeric feature needs tensor(float)",
+            "row": None,
+            "field": "file",
+        }
+    ],
+)
+FILE_TOO_LARGE = Refusal(
+    413,
+    "The file is larger than LOOPSERVE_MAX_BODY_BYTES.",
+    "the request body exceeds the limit of 33554432 bytes (LOOPSERVE_MAX_BODY_BYTES)",
+)
+CORRUPT_ARTIFACT = Refusal(
+    500,
+    "The version's stored ONNX artifact no longer matches its sha256; nothing is sent.",
+    "model 'churn' v1: its ONNX artifact 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c"
+    "15b0f00a08 is corrupt (its bytes no longer match their sha256), so it is not sent; "
+    "restore the database from a backup",
+)
 INVALID_QUERY = Refusal(
     422,
     "A query parameter is not a number or out of its range: each is named.",
@@ -287,6 +314,60 @@ UPLOAD_BODY = {
                             "type": "string",
                             "contentMediaType": "text/csv",
                             "description": "The CSV, as a text/csv body has it.",
+                        }
+                    },
+                },
+            },
+        },
+    }
+}
+ONNX_FILE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The version's ONNX graph, byte for byte as the registry stores it "
+        "(checked against its sha256 before it is sent).",
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+            }
+        },
+        "headers": {
+            "X-Content-SHA256": {
+                "description": "The graph's sha256 in hex: the version's `onnx_sha256`.",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "Repr-Digest": {
+                "description": "The same sha256 as RFC 9530 has it: `sha-256=:<base64>:`.",
+                "schema": {"type": "string"},
+            },
+            "Content-Disposition": {
+                "description": '`attachment; filename="<model>-v<version>.onnx"`.',
+                "schema": {"type": "string"},
+            },
+        },
+    }
+}
+MODEL_FILE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "contentMediaType": "application/octet-stream",
+                    "description": "The file as the body: an ONNX graph, or a scikit-learn "
+                    "Pipeline saved with skops (told apart by their bytes; `filename` in the "
+                    "query names it for the lineage).",
+                },
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "The ONNX or skops file, with its name.",
                         }
                     },
                 },

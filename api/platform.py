@@ -15,10 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import modelfiles
 from api.champions import ModelCache
 from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
+    ImportLineage,
     JobRecord,
     ModelDeleted,
     ModelRecord,
@@ -26,6 +28,7 @@ from api.records import (
     Readiness,
     RetrainQueued,
     RolledBack,
+    VersionImported,
     VersionRecord,
 )
 from registry import catalog, events, jobs, labelled
@@ -205,6 +208,34 @@ class Platform:
             )
         self._announce(name, restored.version)
         return out
+
+    def onnx_file(self, name: str, version: str) -> modelfiles.OnnxFile:
+        """A version's ONNX graph as stored, checked against its sha256."""
+        return modelfiles.onnx_file(self.db, name, version)
+
+    def import_version(
+        self, name: str, data: bytes, *, filename: str | None, actor: str, promote: bool
+    ) -> VersionImported:
+        """Check, judge and register a file trained elsewhere (api.modelfiles); a version that
+        won is served at once, as a promotion is."""
+        done = modelfiles.import_version(
+            self.db,
+            name,
+            data,
+            filename=modelfiles.clean_filename(filename),
+            actor=actor,
+            promote=promote,
+        )
+        if done.decision == "promoted":
+            self._announce(name, done.version.version)
+        return VersionImported(
+            model=name,
+            version=_version_record(done.version),
+            decision=done.decision,
+            reason=done.reason,
+            champion_version=done.champion_version,
+            lineage=ImportLineage.model_validate(done.lineage),
+        )
 
     def _announce(self, name: str, version: int) -> None:
         """After the commit: this replica reloads now, the others when notified (or polled)."""

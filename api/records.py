@@ -51,22 +51,27 @@ class VersionRecord(Answer):
     stage: Stage
     kind: str = Field(
         description="How it was trained: `refit`, `warm_start` (the champion continued on new "
-        "rows) or `fusion` (a soft vote of the search's best runs)."
+        "rows), `fusion` (a soft vote of the search's best runs) or `imported` (trained "
+        "elsewhere, its file imported)."
     )
-    params: dict[str, Any] = Field(description="The configuration it was trained with.")
+    params: dict[str, Any] = Field(
+        description="The configuration it was trained with; an imported version's lineage "
+        "under `imported` (an ImportLineage)."
+    )
     metrics: dict[str, Any] = Field(
         description="The numbers its promotion decision was taken on (scores of champion and "
         "challenger on the hold-out, the test's statistics) and its validation score."
     )
     data_window: dict[str, Any] = Field(
         description="The labelled rows it trained and was judged on, by row id "
-        "(`first_row_id`, `last_row_id`, `rows`, `holdout`, ...)."
+        "(`first_row_id`, `last_row_id`, `rows`, `holdout`, ...); an imported version "
+        "(`trained_elsewhere`) is taken to have seen the rows up to `last_row_id`."
     )
     parent_version: int | None = Field(description="The champion a warm start continued.")
     reason: str = Field(description="Why it was promoted or rejected.")
     onnx_sha256: str = Field(description="The served ONNX graph's content address.")
     classes: list[str] | None = Field(description="A classifier's classes, in output order.")
-    job_id: str | None = Field(description="The retrain job that made it.")
+    job_id: str | None = Field(description="The retrain job that made it (none if imported).")
     created_at: Timestamp
     promoted_at: Timestamp | None = Field(description="When it last became the champion.")
 
@@ -288,6 +293,49 @@ class RolledBack(Answer):
     model_config = _examples({"model": EXAMPLE_MODEL, "champion_version": 1, "retired_version": 2})
 
 
+ImportDecision = Literal["promoted", "rejected", "registered"]
+
+
+class ImportLineage(Answer):
+    """Where an imported version came from and what was made of it; kept in its `params`
+    (under `imported`) and in its `version_imported` audit entry."""
+
+    format: Literal["onnx", "skops"] = Field(
+        description="An ONNX graph, or a scikit-learn Pipeline saved with skops."
+    )
+    filename: str | None = Field(description="The file's name, as the request gave it.")
+    sha256: str = Field(description="The sha256 of the file as uploaded.")
+    size: int = Field(description="The file's size in bytes.")
+    actor: str = Field(description="Who imported it.")
+    imported_at: Timestamp
+    checks: list[str] = Field(description="What it was checked for, one sentence each.")
+    parity: ParityReport | None = Field(
+        description="A skops pipeline against its ONNX export; null for an ONNX file."
+    )
+    about: dict[str, Any] = Field(
+        description="What the file says it is: a pipeline's steps and family, a graph's "
+        "producer and opsets."
+    )
+    promote_requested: bool = Field(description="False when imported with `promote=false`.")
+    decision: ImportDecision
+    reason: str
+
+
+class VersionImported(Answer):
+    """The version an imported file became, and whether it now serves."""
+
+    model: str
+    version: VersionRecord
+    decision: ImportDecision = Field(
+        description="`promoted` (it won on the hold-out by the promotion rules), `rejected` "
+        "(it did not) or `registered` (a challenger, for an explicit promotion: imported with "
+        "`promote=false`, too few labelled rows to judge it, or the champion changed meanwhile)."
+    )
+    reason: str
+    champion_version: int | None = Field(description="The champion after the import.")
+    lineage: ImportLineage
+
+
 class ModelDeleted(Answer):
     """What went with a deleted model (its `model_deleted` audit entry says the same)."""
 
@@ -327,7 +375,8 @@ class EventRecord(Answer):
     model: str | None = Field(description="The model's name, kept after it is deleted.")
     kind: str = Field(
         description="`model_created`, `data_uploaded`, `retrain_requested`, "
-        "`retrain_finished`, `promoted`, `rolled_back`, `change_detected`, `model_deleted`, ..."
+        "`retrain_finished`, `version_imported`, `promoted`, `rolled_back`, `change_detected`, "
+        "`model_deleted`, ..."
     )
     actor: str = Field(description="`admin`, `worker:<name>`, `monitor`, `platform`, ...")
     version: int | None = Field(description="The version concerned.")

@@ -20,6 +20,11 @@ class AdminClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer of a request; exits with the API's detail on an error status."""
+        return self.request(method, path, **kwargs).json()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of a request, whatever its body; exits as `call` does on an error."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -32,8 +37,16 @@ class AdminClient:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
+            if isinstance(detail, list):  # the problems of an invalid input, one per line
+                detail = "\n".join(
+                    f"  {p.get('field') or 'body'}: {p.get('msg')}"
+                    if isinstance(p, dict)
+                    else str(p)
+                    for p in detail
+                )
+                detail = "\n" + detail
             sys.exit(f"{method} {path}: {response.status_code} {detail}")
-        return response.json()
+        return response
 
     def wait_job(self, job_id: str, timeout: float = 3600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.settings import CliSettings
@@ -169,6 +171,45 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a version's ONNX graph to a file (`-` for stdout), once its bytes hash to the
+    sha256 the API sends with them."""
+    response = _client(args).request("GET", f"/v1/models/{args.name}/versions/{args.version}/onnx")
+    data, sent = response.content, response.headers.get("x-content-sha256", "")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sent:
+        sys.exit(f"the download's sha256 {digest} is not the one the API sent ({sent or 'none'})")
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    path = Path(args.output or f"{args.name}-v{args.version}.onnx")
+    path.write_bytes(data)
+    print(f"wrote {path} ({len(data)} bytes, sha256 {digest})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a version trained elsewhere (ONNX or skops); print what became of it."""
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        sys.exit(f"cannot read {path}: {exc.strerror or exc}")
+    params = {"promote": "false"} if args.no_promote else {}
+    out = _client(args).call(
+        "POST",
+        f"/v1/admin/models/{args.name}/versions",
+        files={"file": (path.name, data, "application/octet-stream")},
+        params=params,
+    )
+    champion = out["champion_version"]
+    served = f"v{champion}" if champion is not None else "none"
+    print(f"{out['model']} v{out['version']['version']} {out['decision']}; champion: {served}")
+    print(out["reason"])
+    return 0
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     params = {"model": args.model} if args.model else {}
     rows = _client(args).call("GET", "/v1/admin/events", params=params)
@@ -241,6 +282,20 @@ def parser() -> argparse.ArgumentParser:
     de = admin("delete", "delete a model with its versions, data, log and jobs", cmd_delete)
     de.add_argument("name")
     de.add_argument("--yes", action="store_true", help="confirm: the deletion cannot be undone")
+    ex = admin("export", "download a version's ONNX graph", cmd_export)
+    ex.add_argument("name")
+    ex.add_argument("version", type=int)
+    ex.add_argument(
+        "-o", "--output", help="file to write, `-` for stdout (default: NAME-vVERSION.onnx)"
+    )
+    im = admin("import", "import a version trained elsewhere (ONNX or skops)", cmd_import)
+    im.add_argument("name")
+    im.add_argument("file", help="an ONNX graph, or a scikit-learn Pipeline saved with skops")
+    im.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="register it as a challenger only, even if it wins (promote it later)",
+    )
     admin("events", "the audit log", cmd_events).add_argument("--model")
     d = admin("demo", "drive a drifting workload against a running server", cmd_demo)
     d.add_argument("--rows", type=int, default=2400)

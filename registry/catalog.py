@@ -114,6 +114,19 @@ def get_artifact(session: Session, digest: str) -> bytes:
     return data
 
 
+def version_onnx(session: Session, model: Model, version: ModelVersion) -> bytes:
+    """A version's ONNX graph, checked against the sha256 the registry stores for it;
+    CorruptArtifact naming the version and the artifact when its bytes no longer match."""
+    try:
+        return get_artifact(session, version.onnx_sha256)
+    except CorruptArtifact as exc:
+        raise CorruptArtifact(
+            f"model {model.name!r} v{version.version}: its ONNX artifact {version.onnx_sha256} "
+            "is corrupt (its bytes no longer match their sha256), so it is not sent; restore "
+            "the database from a backup"
+        ) from exc
+
+
 def unusable(exc: Exception) -> str:
     """Why an artifact could not be used (corrupt, or refused by what loads it), in one short
     line that leaves naming the artifact to the caller."""

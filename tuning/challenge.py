@@ -189,13 +189,7 @@ def conclude(
     if not parity.ok:
         decision = Decision(False, f"not registered: ONNX parity failed ({parity.reason})", {})
         return Outcome(best, None, None, parity, decision, data.holdout, classes, result.trials)
-    challenger_pred = OnnxModel(onnx, spec).predict(data.X_hold)
-    if champion is not None:
-        champion_pred = OnnxModel(champion.onnx, spec).predict(data.X_hold)
-        decision = decide(spec, data.y_hold, champion_pred, challenger_pred)
-    else:
-        baseline = baseline_prediction(spec, data.y_train, len(data.y_hold))
-        decision = decide(spec, data.y_hold, None, challenger_pred, baseline=baseline)
+    decision = judge(spec, data, onnx, champion)
     judged = Outcome(
         best,
         onnx,
@@ -209,6 +203,18 @@ def conclude(
     if decision.promote and spec.retrain.refit_holdout:
         return with_holdout(spec, data, judged)
     return judged
+
+
+def judge(spec: ModelSpec, data: Split, onnx: bytes, champion: Champion | None) -> Decision:
+    """Champion and challenger scored through their ONNX graphs on the split's hold-out, and
+    the promotion rules applied (tuning.policy.decide); without a champion the challenger
+    must beat the baseline of the training targets, as a first version must."""
+    challenger_pred = OnnxModel(onnx, spec).predict(data.X_hold)
+    if champion is not None:
+        champion_pred = OnnxModel(champion.onnx, spec).predict(data.X_hold)
+        return decide(spec, data.y_hold, champion_pred, challenger_pred)
+    baseline = baseline_prediction(spec, data.y_train, len(data.y_hold))
+    return decide(spec, data.y_hold, None, challenger_pred, baseline=baseline)
 
 
 def with_holdout(spec: ModelSpec, data: Split, judged: Outcome) -> Outcome:

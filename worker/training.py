@@ -144,22 +144,58 @@ def load(db: Database, job_id: str, attempt: int) -> JobData:
         spec = catalog.spec_of(model)
         if (job.options or {}).get("reaction"):
             spec = reaction_spec(spec)
-        change_row = (model.change or {}).get("start_row_id")
-        ids, rows, labels = labelled.training_rows(s, model.id, until_id=job.last_row_id)
-        current = catalog.champion(s, model.id)
-        champion, window, problem = None, None, None
-        if current is not None:
-            champion, problem = _champion(s, spec, current, ids)
-            window = current.data_window if champion else None
-    change_start = bisect.bisect_left(ids, change_row) if change_row is not None else None
-    split = prepare(
+        bench = read_bench(s, model, spec, until_id=job.last_row_id)
+    return JobData(
+        job_id,
+        attempt,
+        model.name,
         spec,
-        rows,
-        labels,
-        champion_end=champion.rows_end if champion else None,
-        change_start=change_start or None,
+        bench.ids,
+        bench.split(spec),
+        bench.champion,
+        bench.champion_window,
+        bench.champion_problem,
     )
-    return JobData(job_id, attempt, model.name, spec, ids, split, champion, window, problem)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What a challenger is judged with: the model's labelled rows (oldest first), where the
+    current regime starts among them, and the champion as far as it could be used."""
+
+    ids: list[int]
+    rows: list[dict[str, Any]]
+    labels: list[Any]
+    change_start: int | None  # position of the first row after a detected change
+    champion: Champion | None
+    champion_window: dict[str, Any] | None
+    champion_problem: str | None
+
+    def split(self, spec: ModelSpec) -> Split:
+        """The rows typed and split at the newest hold-out new to the champion
+        (tuning.challenge.prepare); NotEnoughData when a fair split is impossible."""
+        champion = self.champion
+        return prepare(
+            spec,
+            self.rows,
+            self.labels,
+            champion_end=champion.rows_end if champion else None,
+            change_start=self.change_start or None,
+        )
+
+
+def read_bench(s: Session, model: Model, spec: ModelSpec, *, until_id: int | None = None) -> Bench:
+    """The model's labelled rows up to `until_id` (all by default) and its champion, read in
+    the caller's session: what a retrain, or an imported version, is judged with."""
+    change_row = (model.change or {}).get("start_row_id")
+    ids, rows, labels = labelled.training_rows(s, model.id, until_id=until_id)
+    current = catalog.champion(s, model.id)
+    champion, window, problem = None, None, None
+    if current is not None:
+        champion, problem = _champion(s, spec, current, ids)
+        window = current.data_window if champion else None
+    change_start = bisect.bisect_left(ids, change_row) if change_row is not None else None
+    return Bench(ids, rows, labels, change_start, champion, window, problem)
 
 
 def _champion(

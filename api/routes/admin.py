@@ -15,11 +15,14 @@ from api.openapi import (
     BROKER,
     CANNOT_CREATE,
     DATABASE,
+    FILE_TOO_LARGE,
+    INVALID_FILE,
     INVALID_PROMOTION,
     INVALID_ROLLBACK,
     INVALID_ROWS,
     INVALID_SPEC,
     IS_CHAMPION,
+    MODEL_FILE_BODY,
     NO_JOB,
     NO_MODEL,
     NO_MODEL_EVER,
@@ -41,6 +44,7 @@ from api.records import (
     RollbackRequest,
     RolledBack,
     RowsAccepted,
+    VersionImported,
 )
 from tuning.spec import ModelSpec
 
@@ -104,6 +108,65 @@ async def _csv_text(request: Request, ctype: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MalformedInput("the CSV is not UTF-8 text", field="file") from exc
+
+
+@router.post(
+    "/models/{name}/versions",
+    status_code=201,
+    responses=failures("v1", ADMIN_TOKEN, NO_MODEL, FILE_TOO_LARGE, INVALID_FILE, DATABASE),
+    openapi_extra=MODEL_FILE_BODY,
+)
+async def import_version(
+    name: str,
+    actor: Admin,
+    request: Request,
+    platform: PlatformDep,
+    promote: Annotated[
+        bool,
+        Query(
+            description="Promote it if it wins on the hold-out by the promotion rules; false: "
+            "register it as a challenger for an explicit promotion."
+        ),
+    ] = True,
+    filename: Annotated[
+        str | None,
+        Query(max_length=1024, description="The file's name for its lineage (a raw body)."),
+    ] = None,
+) -> VersionImported:
+    """A version trained elsewhere: an ONNX graph, or a scikit-learn Pipeline saved with skops
+    (loaded with an allow-list of types, never unpickled), as the body or the multipart field
+    `file`. It is checked against the model's spec (refused, 422, naming what differs), judged
+    on the newest hold-out against the champion as a retrain's challenger is, registered with
+    its lineage and an audit entry, and promoted only if it wins."""
+    data, given = await _model_file(request)
+    return await run_in_threadpool(
+        platform.import_version,
+        name,
+        data,
+        filename=given or filename,
+        actor=actor,
+        promote=promote,
+    )
+
+
+async def _model_file(request: Request) -> tuple[bytes, str | None]:
+    """The uploaded file's bytes and the name it came with, if any."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise MalformedInput(
+                "multipart upload needs the model file in the field 'file'", "file"
+            )
+        data, given = await upload.read(), upload.filename
+    else:
+        data, given = await request.body(), None
+    if not data:
+        raise MalformedInput(
+            "no file: send an ONNX or skops file as the body, or in the multipart field 'file'",
+            "file",
+        )
+    return data, given
 
 
 @router.post(

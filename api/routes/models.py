@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Client, MonitorDep, PlatformDep
 from api.openapi import (
+    CORRUPT_ARTIFACT,
     DATABASE,
     FEEDBACK_EXAMPLES,
     INVALID_LABELS,
     INVALID_QUERY,
     NO_MODEL,
+    NO_VERSION,
+    ONNX_FILE,
     failures,
 )
 from api.records import DriftStatus, ModelRecord, Performance, VersionRecord
@@ -38,6 +41,19 @@ async def get_model(name: str, platform: PlatformDep) -> ModelRecord:
 async def list_versions(name: str, platform: PlatformDep) -> list[VersionRecord]:
     """Every version of the model, oldest first."""
     return await run_in_threadpool(platform.versions, name)
+
+
+@router.get(
+    "/{name}/versions/{version}/onnx",
+    response_class=Response,
+    responses=ONNX_FILE | failures("v1", 401, NO_VERSION, CORRUPT_ARTIFACT, DATABASE),
+)
+async def download_onnx(name: str, version: str, platform: PlatformDep) -> Response:
+    """The version's ONNX graph, byte for byte as the registry stores it, with its sha256
+    (`X-Content-SHA256`, `Repr-Digest`), checked before it is sent: a corrupt artifact is a
+    500 naming it, never a bad file."""
+    file = await run_in_threadpool(platform.onnx_file, name, version)
+    return Response(file.data, media_type="application/octet-stream", headers=file.headers())
 
 
 @router.get("/{name}/performance", responses=failures("v1", NO_MODEL, INVALID_QUERY, DATABASE))

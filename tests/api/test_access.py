@@ -20,6 +20,7 @@ READS = [
     "/v1/models",
     "/v1/models/churn",
     "/v1/models/churn/versions",
+    "/v1/models/churn/versions/1/onnx",
     "/v1/models/churn/performance",
     "/v1/models/churn/drift",
     "/v2",

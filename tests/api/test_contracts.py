@@ -17,10 +17,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator, ValidationError
+from sqlalchemy import update
 
 from api.records import MarkKind
 from registry import catalog, events, monitoring
 from registry.db import Database
+from registry.models import Artifact
 from registry.notify import ChampionNotifier
 from tests.api.conftest import ADMIN, app_client, train_version
 from tests.factories import churn_rows, churn_spec, features_only
@@ -60,6 +62,17 @@ class Contract:
         self.seen.add((method, path, status))
         return body
 
+    def check_file(self, path: str, response: httpx.Response) -> bytes:
+        """A 200 carrying a file: its media type and headers are the documented ones."""
+        assert response.status_code == 200, (response.url, response.text)
+        answer = self.document["paths"][path]["get"]["responses"]["200"]
+        (media,) = answer["content"]
+        assert response.headers["content-type"] == media
+        for name, header in answer["headers"].items():
+            _validate(self.document, header["schema"], response.headers[name])
+        self.seen.add(("get", path, 200))
+        return response.content
+
     def documented(self) -> set[tuple[str, str, int]]:
         """Every status documented for the routes this file covers."""
         return {
@@ -98,6 +111,7 @@ def test_every_route_answers_as_published(served, database_url, tmp_path, monkey
     _promote_and_rollback(client, db, c)
     _performance_and_drift(client, db, c)
     _events(client, c)
+    _model_files(client, db, c, database_url, tmp_path)
     _delete(client, c)
     _database_down(database_url, tmp_path, c)
     assert c.documented() - c.seen == set(), "documented but never answered"
@@ -321,6 +335,41 @@ def _events(client: TestClient, c: Contract) -> None:
     c.check("get", path, client.get(path), 401)
 
 
+def _model_files(
+    client: TestClient, db: Database, c: Contract, database_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A version's graph downloaded and imported again; a corrupt artifact, a refused file, a
+    file over the body limit, and keys required."""
+    path, url = "/v1/models/{name}/versions/{version}/onnx", "/v1/models/churn/versions/1/onnx"
+    graph = c.check_file(path, client.get(url))
+    c.check("get", path, client.get("/v1/models/churn/versions/99/onnx"), 404)
+    c.check("get", path, client.get("/v1/models/nope/versions/1/onnx"), 404)
+    version = train_version(db, "churn", seed=4)
+    with db.session() as s:
+        digest = catalog.get_version(s, catalog.get_model(s, "churn"), version).onnx_sha256
+        s.execute(update(Artifact).where(Artifact.sha256 == digest).values(data=b"tampered"))
+    r = client.get(f"/v1/models/churn/versions/{version}/onnx")
+    assert f"its ONNX artifact {digest} is corrupt" in c.check("get", path, r, 500)["detail"]
+
+    imports, url = "/v1/admin/models/{name}/versions", "/v1/admin/models/churn/versions"
+    files = {"file": ("churn-v1.onnx", graph)}
+    r = client.post(url, files=files, params={"promote": "false"}, headers=ADMIN)
+    out = c.check("post", imports, r, 201)
+    assert out["decision"] == "registered" and out["version"]["kind"] == "imported"
+    _keys(c.document, "ImportLineage", out["lineage"])
+    assert out["version"]["params"]["imported"] == out["lineage"]
+    r = client.post(url, content=b"not a model", headers=ADMIN)
+    assert c.check("post", imports, r, 422)["detail"][0]["field"] == "file"
+    r = client.post(url, files=files, params={"promote": "perhaps"}, headers=ADMIN)
+    assert c.check("post", imports, r, 422)["detail"][0]["field"] == "promote"
+    r = client.post("/v1/admin/models/nope/versions", files=files, headers=ADMIN)
+    c.check("post", imports, r, 404)
+    c.check("post", imports, client.post(url, files=files), 401)
+    with app_client(database_url, tmp_path, max_body_bytes=1024, api_keys="k1") as small:
+        c.check("post", imports, small.post(url, files=files, headers=ADMIN), 413)
+        c.check("get", path, small.get("/v1/models/churn/versions/1/onnx"), 401)
+
+
 def _delete(client: TestClient, c: Contract) -> None:
     """`fresh` goes, with the job the broker never got; its audit entries stay."""
     path, url = "/v1/admin/models/{name}", "/v1/admin/models/fresh"
@@ -367,7 +416,7 @@ def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: i
         c.check("get", "/v2/models/{name}/ready", client.get("/v2/models/churn/ready"), 503)
         r = client.get("/v2/models/churn/versions/1/ready")
         c.check("get", "/v2/models/{name}/versions/{version}/ready", r, 503)
-        admin = "/v1/admin/models/{name}"
+        admin, onnx = "/v1/admin/models/{name}", "/v1/models/{name}/versions/{version}/onnx"
         for method, path, url, kwargs in (
             ("get", "/v1/models", "/v1/models", {}),
             ("get", "/v1/models/{name}", "/v1/models/churn", {}),
@@ -382,6 +431,8 @@ def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: i
             ("get", "/v1/admin/jobs/{job_id}", "/v1/admin/jobs/" + "0" * 32, {}),
             ("post", admin + "/promote", "/v1/admin/models/churn/promote", {"json": promote}),
             ("post", admin + "/rollback", "/v1/admin/models/churn/rollback", {}),
+            ("post", admin + "/versions", "/v1/admin/models/churn/versions", {"content": b"x"}),
+            ("get", onnx, "/v1/models/churn/versions/1/onnx", {}),
             ("get", "/v1/admin/events", "/v1/admin/events", {}),
         ):
             kwargs = {"headers": ADMIN, **kwargs}
@@ -459,7 +510,8 @@ def test_the_schemas_refuse_what_is_never_answered(served) -> None:  # type: ign
 
 def test_every_json_answer_is_typed(served) -> None:  # type: ignore[no-untyped-def]
     """No route answers an untyped body: each documented answer names a schema of its own
-    (an object with properties, or a list of them), and /metrics is documented as text."""
+    (an object with properties, or a list of them), /metrics is documented as text and a
+    version's ONNX graph as bytes with its sha256."""
     client, _ = served
     document = client.get("/openapi.json").json()
 
@@ -475,6 +527,10 @@ def test_every_json_answer_is_typed(served) -> None:  # type: ignore[no-untyped-
                 content = answer["content"]
                 if path == "/metrics":
                     assert set(content) == {"text/plain"}
+                    continue
+                if path.endswith("/onnx") and status == "200":
+                    assert set(content) == {"application/octet-stream"}
+                    assert {"X-Content-SHA256", "Repr-Digest"} <= set(answer["headers"])
                     continue
                 assert typed(content["application/json"]["schema"]), (method, path, status)
             if method == "post" and not path.endswith("/retrain"):
