@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # admin_token comes from the environment
     metrics = Metrics()
+    durable = settings.durable_predictions and settings.prediction_log  # else nothing to commit
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +56,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             batch_size=settings.log_batch_size,
             limit=settings.log_queue_limit,
             writer=ProcessWriter(db.url) if on_postgres and settings.log_writer_process else None,
+            durable=durable,
+            wait_seconds=settings.durable_wait_seconds,
         )
         predlog.enabled = settings.prediction_log
         metrics.log_backlog.set_function(predlog.pending)
@@ -119,7 +122,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     limit, access = settings.max_body_bytes, Access(settings)
     app.state.access = access
     guarded = Guard(functools.partial(FastAPI.__call__, app), access, max_body=limit)
-    serving = FastPath(guarded, app.state, access, max_body=limit)
+    serving = FastPath(guarded, app.state, access, max_body=limit, durable=durable)
     app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
     return app
 

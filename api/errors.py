@@ -14,8 +14,8 @@ FastAPI's exception handlers, which answer in the V2 shape under `/v2`.
     api.auth.Unauthorized                                          401, WWW-Authenticate: Bearer
     api.auth.Throttled                                             429, Retry-After
     api.champions.ModelNotReady, api.platform.BrokerUnavailable,
-    api.predlog.LogOverloaded, the database unreachable            503
-    registry.errors.CorruptArtifact (stored bytes off their hash)  500, naming the artifact
+from api.predlog import LogNotDurable, LogOverloaded
+from registry.errors import Conflict, CorruptArtifact, InvalidData, NotFound, clip
     anything else                                                  500 "internal error"
 
 No answer sends an input back whole: messages quote offending values through
@@ -42,7 +42,7 @@ from api.dataplane import BatchTooLarge, VersionNotServed
 from api.limits import BodyTooLarge
 from api.oip.decode import ProtocolError
 from api.platform import BrokerUnavailable
-from api.predlog import LogOverloaded
+from api.predlog import LogNotDurable, LogOverloaded
 from registry.errors import Conflict, CorruptArtifact, InvalidData, NotFound, clip
 
 
@@ -124,6 +124,12 @@ def describe(exc: BaseException) -> Failure:
             return Failure(503, _message(exc))
         case LogOverloaded():
             return Failure(503, f"{exc}: the database is not keeping up or is down; retry later")
+        case LogNotDurable():
+            return Failure(
+                503,
+                f"{exc}, so the predictions were not answered (LOOPSERVE_DURABLE_PREDICTIONS): "
+                "check LOOPSERVE_DATABASE_URL and that the database is up, then retry",
+            )
         case OperationalError() | PoolTimeout():
             return Failure(503, DB_DOWN)
         case CorruptArtifact():
@@ -155,6 +161,7 @@ def install(app: FastAPI) -> None:
         ModelNotReady,
         BrokerUnavailable,
         LogOverloaded,
+        LogNotDurable,
         OperationalError,
         PoolTimeout,
         CorruptArtifact,

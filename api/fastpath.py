@@ -5,8 +5,9 @@ documents them from api.schemas.
 
 Each does parse → validate → one ONNX run → serialize and nothing else: no database or broker
 I/O (models come from memory, the log is written by its own thread), no dependency injection,
-no per-value pydantic objects. Auth is api.auth's, the body limit api.limits' and failures are
-answered by api.errors, as for the FastAPI routes.
+no per-value pydantic objects. With LOOPSERVE_DURABLE_PREDICTIONS the answer also awaits the
+log's commit of its rows (api.predlog), without blocking the loop. Auth is api.auth's, the body
+limit api.limits' and failures are answered by api.errors, as for the FastAPI routes.
 
 Parsing, validation and encoding run on the event loop: they hold the GIL wherever they run,
 and a hop to a thread only adds switches and GIL hand-offs. The ONNX call alone goes to the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from starlette.concurrency import run_in_threadpool
@@ -51,8 +53,14 @@ V2_ROUTE = _Route("/v2/models/{name}/infer")
 
 
 class FastPath:
-    def __init__(self, app: ASGIApp, state: Any, access: Access, *, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, state: Any, access: Access, *, max_body: int, durable: bool = False
+    ) -> None:
         self.app, self.state, self.access, self.max_body = app, state, access, max_body
+        # Chosen once: the default path does no durability work at all.
+        self._serve: Callable[[LoadedModel, Columns], Awaitable[Served]] = (
+            self._infer_durably if durable else self._infer
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,12 +93,20 @@ class FastPath:
             return await batcher.infer(model, columns)
         return plane.infer(model, columns)
 
+    async def _infer_durably(self, model: LoadedModel, columns: Columns) -> Served:
+        """_infer, returned once the prediction log has committed the rows
+        (LOOPSERVE_DURABLE_PREDICTIONS): awaited on the loop, which serves other requests
+        meanwhile, and shared by the requests that one write commits."""
+        served = await self._infer(model, columns)
+        await self.state.dataplane.log.written(served.ids)
+        return served
+
     async def _v1(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._authorize(scope)
             body = await self._read(scope, receive)
             model, columns = decode_body(self.state.dataplane, name, body)
-            served = await self._infer(model, columns)
+            served = await self._serve(model, columns)
             await respond(send, 200, encode_predictions(name, served), JSON)
         except Exception as exc:  # in front of FastAPI's error handling: api.errors answers
             failure = _failure(exc, "predict")
@@ -104,7 +120,7 @@ class FastPath:
             body = await self._read(scope, receive)
             length = header(scope, _HEADER)
             model, parsed, columns = decode_infer(self.state.dataplane, name, version, body, length)
-            served = await self._infer(model, columns)
+            served = await self._serve(model, columns)
             content, headers = encode(served, parsed)
             raw = [(k.encode(), v.encode()) for k, v in headers.items()]
             await respond(send, 200, content, raw)

@@ -13,10 +13,21 @@ chunks for the next try, which first skips the chunks found written (the write c
 its answer was lost) and those of models deleted since they were served (they can never be
 written). When `limit` rows wait (the database has been down for long), predict
 answers 503 rather than serving predictions that could never be labelled.
+
+By default a request is answered before its rows are written: a crash of the process loses
+what the buffer holds, the predictions of the last `flush_seconds` and of the write in
+progress (more while the database is slow or down). With `durable`, predict answers only once
+its rows are committed (`written`), and the writer writes as soon as a row waits instead of on
+its timer: what arrives while one write is in progress is sealed into the next, so concurrent
+requests share one commit (a group commit) and a lone request waits for one. A request whose
+rows are not committed within `wait_seconds` is answered 503 (LogNotDurable); its rows may
+still be written later, but no one was given their ids.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -41,6 +52,11 @@ class LogOverloaded(RuntimeError):
     """The buffer is full; the database is not keeping up or is down."""
 
 
+class LogNotDurable(RuntimeError):
+    """Durable mode: a request's predictions were not committed in time; the database is slow
+    or down."""
+
+
 @dataclass(frozen=True)
 class Part:
     """What one request served, as the request left it."""
@@ -54,7 +70,7 @@ class Chunk:
     """Consecutive requests of one model version, logged as one row; owned by PredictionLog,
     which appends under its lock until it seals the chunk for writing."""
 
-    __slots__ = ("id", "model_id", "opened_at", "parts", "rows", "version")
+    __slots__ = ("id", "model_id", "opened_at", "parts", "rows", "version", "waiters")
 
     def __init__(self, model_id: int, version: int) -> None:
         self.id = new_batch_id()
@@ -62,6 +78,9 @@ class Chunk:
         self.opened_at = time.time()
         self.rows = 0
         self.parts: list[Part] = []
+        # Durable mode: what requests await the write of this chunk, each on its event loop;
+        # appended under the log's lock while the chunk is not yet written.
+        self.waiters: list[asyncio.Future[None]] = []
 
     def record(self) -> LoggedBatch:
         """The chunk in the log's storage form: one matrix per kind of value for all its rows,
@@ -109,10 +128,17 @@ class PredictionLog:
         batch_size: int,
         limit: int,
         writer: BatchWriter | None = None,
+        durable: bool = False,
+        wait_seconds: float = 2.0,
     ) -> None:
         self._db = db
         self._writer = writer or SessionWriter(db)
         self._flush_seconds, self._batch_size, self._limit = flush_seconds, batch_size, limit
+        self._durable, self._wait_seconds = durable, wait_seconds
+        # Rows waiting at which `add` wakes the writer and the writer does not wait for its
+        # timer: a full batch, or in durable mode any row.
+        self._wake_at = 1 if durable else batch_size
+        self._failing_since: float | None = None  # monotonic time of the first failed write
         self._cond = threading.Condition()
         self._open: dict[tuple[int, int], Chunk] = {}  # by (model id, version)
         self._sealed: deque[Chunk] = deque()  # written in this order
@@ -155,7 +181,7 @@ class PredictionLog:
             self._pending += n
             if chunk.rows >= self._batch_size:
                 self._seal(key)
-            if self._pending >= self._batch_size:
+            if self._pending >= self._wake_at:
                 self._cond.notify_all()
         return prediction_ids(chunk.id, n, first)
 
@@ -168,6 +194,49 @@ class PredictionLog:
         if not chunks:
             return set()
         return {pid for pid in ids if pid[:BATCH_ID_LENGTH] in chunks}
+
+    async def written(self, ids: list[str]) -> None:
+        """Durable mode: return once the rows of these ids (from one `add`) are committed;
+        LogNotDurable after `wait_seconds`, or at once while writes have been failing for
+        longer than that. Awaited on the event loop, which no write ever blocks: the writer
+        settles the waiting requests of each write with one callback on their loop."""
+        if not ids:
+            return
+        batch_id = ids[0][:BATCH_ID_LENGTH]
+        failing = self._failing_since
+        if failing is not None and time.monotonic() - failing > self._wait_seconds:
+            raise LogNotDurable(
+                f"writing the prediction log has failed for {time.monotonic() - failing:.0f} s"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            chunk = self._unwritten(batch_id)
+            if chunk is None:  # written already (or never logged: the log is off)
+                return
+            chunk.waiters.append(future)
+        timer = loop.call_later(self._wait_seconds, self._expire, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    def _unwritten(self, batch_id: str) -> Chunk | None:
+        """The chunk of this id still to be written, open or sealed (under the lock); the
+        newest are looked at first."""
+        for chunk in self._open.values():
+            if chunk.id == batch_id:
+                return chunk
+        for chunk in reversed(self._sealed):
+            if chunk.id == batch_id:
+                return chunk
+        return None
+
+    def _expire(self, future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_exception(
+                LogNotDurable(f"the prediction log was not written within {self._wait_seconds:g} s")
+            )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row added before this call is written; False on timeout."""
@@ -216,9 +285,14 @@ class PredictionLog:
 
     def _run(self) -> None:
         failed = False  # the last write raised: it may still have committed
+        if self._durable:  # the first request should not wait for the writer to start
+            try:
+                self._writer.open()
+            except Exception:
+                log.exception("starting the prediction log's writer failed; will retry")
         while True:
             with self._cond:
-                if self._pending < self._batch_size and not (self._urgent or self._stop):
+                if self._pending < self._wake_at and not (self._urgent or self._stop):
                     self._cond.wait(self._flush_seconds)
                 self._seal_all()
                 if not self._sealed:
@@ -236,9 +310,12 @@ class PredictionLog:
             try:
                 self._write(take, retry=failed)
                 failed = False
+                self._failing_since = None
             except Exception:
                 log.exception("writing %d predictions failed; will retry", rows)
                 failed = True
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 time.sleep(self._flush_seconds)
                 continue
             with self._cond:
@@ -247,3 +324,23 @@ class PredictionLog:
                 self._pending -= rows
                 self._written_count += len(take)
                 self._cond.notify_all()
+                # No waiter joins a chunk once it has left the deque.
+                waiters = [future for chunk in take for future in chunk.waiters]
+            if waiters:
+                _settle(waiters)
+
+
+def _settle(waiters: list[asyncio.Future[None]]) -> None:
+    """Tell the requests awaiting a write that it committed: one callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for future in waiters:
+        by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: no request awaits any more
+            loop.call_soon_threadsafe(_resolve, futures)
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # else it expired, or its request was cancelled
+            future.set_result(None)

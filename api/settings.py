@@ -56,6 +56,19 @@ class ApiSettings(RegistrySettings, BrokerSettings):
         description="On PostgreSQL, write the prediction log from a child process, so that its "
         "COPY never holds the API process's GIL while requests wait.",
     )
+    durable_predictions: bool = Field(
+        default=False,
+        description="Answer predict and infer only once their predictions are committed to the "
+        "log, so that their ids are accepted as feedback after any crash of the API process; "
+        "concurrent requests share one commit. Off, a crash loses the predictions of the last "
+        "log_flush_seconds and of the write in progress.",
+    )
+    durable_wait_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="With durable_predictions, longest a request waits for its commit before "
+        "it is answered 503.",
+    )
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows per predict call.")
     max_models: int = Field(
         default=100,

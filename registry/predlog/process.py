@@ -42,6 +42,14 @@ class ProcessWriter:
         """The running child's pid, if there is one."""
         return self._proc.pid if self._proc and self._proc.poll() is None else None
 
+    def open(self) -> None:
+        """Start the child now rather than on the first write; LogWriteError if it will not."""
+        try:
+            self._connect()
+        except (OSError, EOFError) as exc:
+            code = self._stop()
+            raise LogWriteError(f"the log writer process stopped ({code}): {exc!r}") from exc
+
     def write(self, batches: Sequence[LoggedBatch]) -> None:
         """Return once the batches are committed; raise LogWriteError otherwise."""
         if not batches:

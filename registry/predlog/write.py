@@ -17,6 +17,9 @@ from registry.predlog.record import COLUMNS, LOG_COPY, LoggedBatch, copy_stream
 class BatchWriter(Protocol):
     """Commits logged batches, or raises (the write may then have committed or not)."""
 
+    def open(self) -> None:
+        """Make ready to write, so that the first write waits no longer than the others."""
+
     def write(self, batches: Sequence[LoggedBatch]) -> None: ...
 
     def close(self) -> None: ...
@@ -27,6 +30,9 @@ class SessionWriter:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def open(self) -> None:
+        pass  # the engine connects on the first write, as fast as on any other
 
     def write(self, batches: Sequence[LoggedBatch]) -> None:
         with self._db.session() as s:
