@@ -22,7 +22,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -176,6 +176,51 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+# registry.models.JobStatus, spelt out so that `--help` needs no database layer (a test holds
+# them equal).
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOBS_PAGE = 500  # the most GET /v1/admin/jobs answers at once
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """The newest `--limit` retrain jobs, a page of the API's at a time."""
+    client = _client(args)
+    params: dict[str, Any] = {k: v for k in ("model", "status") if (v := getattr(args, k))}
+    found: list[dict[str, Any]] = []
+    while len(found) < args.limit:
+        wanted = min(JOBS_PAGE, args.limit - len(found))
+        page = client.call("GET", "/v1/admin/jobs", params={**params, "limit": wanted})
+        found += page["jobs"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    rows = [
+        {
+            "job": j["job_id"],
+            "model": j["model"],
+            "status": j["status"],
+            "trigger": j["trigger"],
+            "progress": f"{j['progress']:.0%}",
+            "created": j["created_at"][:19],
+            "finished": (j["finished_at"] or "")[:19] or None,
+            "outcome": _outcome(j),
+        }
+        for j in found
+    ]
+    columns = ["job", "model", "status", "trigger", "progress", "created", "finished", "outcome"]
+    print(_table(rows, columns))
+    return 0
+
+
+def _outcome(job: dict[str, Any]) -> str | None:
+    """A finished job in a few words: its decision and version, or its error."""
+    result = job["result"]
+    if result:
+        version = result.get("candidate_version")
+        return f"{result.get('decision')} v{version}" if version else result.get("decision")
+    return (job["error"] or "")[:60] or None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -242,10 +287,21 @@ def parser() -> argparse.ArgumentParser:
     de.add_argument("name")
     de.add_argument("--yes", action="store_true", help="confirm: the deletion cannot be undone")
     admin("events", "the audit log", cmd_events).add_argument("--model")
+    jb = admin("jobs", "retrain jobs, newest first", cmd_jobs)
+    jb.add_argument("--model", help="only this model's jobs")
+    jb.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this state")
+    jb.add_argument("--limit", type=_positive, default=50, help="most jobs shown (default 50)")
     d = admin("demo", "drive a drifting workload against a running server", cmd_demo)
     d.add_argument("--rows", type=int, default=2400)
     d.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
