@@ -31,29 +31,51 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(args.host, args.port, args.concurrency)
 
 
-# How `loopserve api` runs uvicorn, whatever starts it (`up`, the image, compose): no access
-# log, and no `server: uvicorn` banner in its answers.
+# How `loopserve api` runs uvicorn, whatever starts it (`up`, the image, compose): not uvicorn's
+# access log (api.requestlog logs each request, with its id), and no `server: uvicorn` banner.
 UVICORN: dict[str, Any] = {"access_log": False, "server_header": False}
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from cli import logs
+
+    env = CliSettings()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
+        log_config=logs.config(env.log_format, env.log_level, request_ids=True),
+        log_level=env.log_level,
         **UVICORN,
     )
     return 0
 
 
+def _celery_logs(level: str) -> None:
+    """Celery's processes log as ours do (cli.logs): a receiver of its `setup_logging` signal
+    replaces its own set-up, in the main process and in each pool process alike."""
+    import logging.config
+
+    from celery.signals import setup_logging
+
+    from cli import logs
+
+    log_format = CliSettings().log_format
+
+    def configure(**_: object) -> None:
+        logging.config.dictConfig(logs.config(log_format, level))
+
+    setup_logging.connect(configure, weak=False)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.app import app
 
+    _celery_logs(args.loglevel)
     argv = ["worker", "--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
     if args.hostname:
         argv += ["--hostname", args.hostname]
@@ -64,6 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     from worker.app import app
 
+    _celery_logs(args.loglevel)
     app.start(["beat", "--loglevel", args.loglevel])
     return 0
 
@@ -251,11 +274,11 @@ def parser() -> argparse.ArgumentParser:
         default=env.worker_name,
         help="Celery node name, e.g. w1@%%h (default: celery@host)",
     )
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default=env.log_level.upper())
     worker.set_defaults(func=cmd_worker)
 
     beat = sub.add_parser("beat", help="the Celery beat scheduler (one per deployment)")
-    beat.add_argument("--loglevel", default="INFO")
+    beat.add_argument("--loglevel", default=env.log_level.upper())
     beat.set_defaults(func=cmd_beat)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(

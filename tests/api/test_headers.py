@@ -1,5 +1,6 @@
-"""Every answer carries the security headers, the serving handlers' and the refusals in front
-of FastAPI included; /docs carries a policy that allows exactly what its page loads."""
+"""Every answer carries the security headers and its request id, the serving handlers' and the
+refusals in front of FastAPI included; /docs carries a policy that allows exactly what its page
+loads, all of it from this server."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def _secured(r: httpx.Response, csp: str = STRICT) -> None:
     assert r.headers.get("x-content-type-options") == "nosniff", where
     assert r.headers.get("x-frame-options") == "DENY", where
     assert r.headers.get_list("content-security-policy") == [csp], where
+    (request_id,) = r.headers.get_list("x-request-id")  # made here: the tests send none
+    assert re.fullmatch(r"[0-9a-f]{16}", request_id), where
 
 
 def _answers(client: TestClient) -> list[httpx.Response]:
