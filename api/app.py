@@ -22,10 +22,11 @@ from api.dataplane import DataPlane
 from api.fastpath import FastPath
 from api.guard import Guard
 from api.live import Monitor
-from api.metrics import Metrics, MetricsMiddleware
+from api.metrics import Metrics
 from api.openapi import complete
 from api.platform import Platform
 from api.predlog import PredictionLog
+from api.requestlog import RequestMiddleware
 from api.responses import JSONResponse
 from api.routes import admin, docs, health, models, v2
 from api.settings import ApiSettings
@@ -123,14 +124,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.access = access
     guarded = Guard(functools.partial(FastAPI.__call__, app), access, max_body=limit)
     serving = FastPath(guarded, app.state, access, max_body=limit, durable=durable)
-    app.front = MetricsMiddleware(serving, metrics=metrics)  # counts predict and infer too
+    # Request ids, metrics and the log line of every request, predict's and infer's too.
+    app.front = RequestMiddleware(serving, metrics, log_serving=settings.log_serving_requests)
     return app
 
 
 class LoopserveAPI(FastAPI):
-    """FastAPI behind a front door: metrics and the serving handlers (api.fastpath) see a
-    request before FastAPI's own middleware stack, whose per-request work predict and infer do
-    not need; every other request passes api.guard's checks first."""
+    """FastAPI behind a front door: request ids, metrics and the log (api.requestlog), then the
+    serving handlers (api.fastpath) see a request before FastAPI's own middleware stack, whose
+    per-request work predict and infer do not need; every other request passes api.guard's
+    checks first."""
 
     front: ASGIApp
 

@@ -20,8 +20,8 @@ SECURITY: Headers = [*FRAMING, (CSP, STRICT_CSP)]
 
 
 def secured(headers: Headers) -> Headers:
-    """An answer's headers with the security headers added; its own policy, if it has one,
-    is kept."""
+    """An answer's headers with the security headers added (a new list, the answer's own:
+    api.requestlog appends the request id to it); its own policy, if it has one, is kept."""
     own = any(key == CSP for key, _ in headers)
     return [*headers, *(FRAMING if own else SECURITY)]
 
@@ -42,7 +42,8 @@ def client_address(scope: Scope) -> str:
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    """One whole answer: its status, its headers and the security headers, then its body."""
+    """One whole answer: its status, its headers and the security headers, then its body. The
+    header list is this answer's own: api.requestlog appends the request id to it."""
     await send(
         {
             "type": "http.response.start",

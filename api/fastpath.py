@@ -1,5 +1,5 @@
 """The serving handlers, straight from ASGI in front of FastAPI's middleware stack (see
-api.app.LoopserveAPI; only the metrics come first). They alone answer `POST
+api.app.LoopserveAPI; only api.requestlog comes first). They alone answer `POST
 /v1/models/{name}/predict` and `POST /v2/models/{name}[/versions/{v}]/infer`; /openapi.json
 documents them from api.schemas.
 

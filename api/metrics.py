@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -120,38 +118,3 @@ class LiveCollector(Collector):
                 labels=["model", "kind"],
             ),
         )
-
-
-class MetricsMiddleware:
-    """Counts and times every request by its route template (not its raw path)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-        # The labelled series, looked up once each: routes and statuses are few.
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def _send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, _send)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            key = (scope["method"], path, status)
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = (
-                    self.metrics.requests.labels(key[0], path, str(status)),
-                    self.metrics.latency.labels(key[0], path),
-                )
-            series[0].inc()
-            series[1].observe(time.perf_counter() - start)

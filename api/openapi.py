@@ -217,6 +217,21 @@ INVALID_QUERY = Refusal(
     ],
 )
 
+INVALID_JOBS_QUERY = Refusal(
+    422,
+    "A filter or paging parameter is invalid: `status` not a job status, `limit` not between "
+    "1 and 500, `cursor` not a `next_cursor` this listing answered. Each is named.",
+    [
+        {
+            "loc": ["query", "status"],
+            "msg": "Input should be 'queued', 'running', 'succeeded' or 'failed'",
+            "type": "enum",
+            "row": None,
+            "field": "status",
+        }
+    ],
+)
+
 
 def failures(
     shape: Shape, *statuses: int | Refusal, invalid: list[dict[str, Any]] | None = None

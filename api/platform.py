@@ -21,6 +21,7 @@ from api.predlog import PredictionLog
 from api.records import (
     EventRecord,
     ImportLineage,
+    JobPage,
     JobRecord,
     ModelDeleted,
     ModelRecord,
@@ -34,7 +35,7 @@ from api.records import (
 from registry import catalog, events, jobs, labelled
 from registry.db import Database
 from registry.errors import InvalidData, NotFound
-from registry.models import Model, ModelVersion, Trigger
+from registry.models import JobStatus, Model, ModelVersion, Trigger
 from registry.notify import ChampionNotifier
 from registry.predlog import reads
 from registry.predlog.ids import is_recent
@@ -179,7 +180,22 @@ class Platform:
 
     def job(self, job_id: str) -> JobRecord:
         with self.db.session() as s:
-            return JobRecord.model_validate(jobs.as_dict(jobs.get(s, job_id)))
+            job = jobs.get(s, job_id)
+            model = s.get(Model, job.model_id)
+            assert model is not None  # jobs go with their model
+            return JobRecord.model_validate(jobs.as_dict(job, model.name, job.result))
+
+    def jobs(
+        self, *, model: str | None, status: JobStatus | None, limit: int, cursor: str | None
+    ) -> JobPage:
+        """A page of retrain jobs, newest first (registry.jobs.list_jobs); NotFound for a model
+        name no model has (its jobs went with it)."""
+        with self.db.session() as s:
+            model_id = catalog.get_model(s, model).id if model is not None else None
+            page, after = jobs.list_jobs(
+                s, model_id=model_id, status=status, limit=limit, cursor=cursor
+            )
+            return JobPage(jobs=[JobRecord.model_validate(j) for j in page], next_cursor=after)
 
     def promote(self, name: str, version: int, *, actor: str, reason: str | None) -> Promoted:
         with self.db.session() as s:

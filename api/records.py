@@ -222,6 +222,7 @@ class JobRecord(Answer):
     """A retrain job: its state, and its result once finished."""
 
     job_id: str
+    model: str = Field(description="The model it retrains.")
     status: JobStatus
     progress: float = Field(ge=0, le=1, description="Share of the search done.")
     trigger: Trigger
@@ -236,6 +237,7 @@ class JobRecord(Answer):
     model_config = _examples(
         {
             "job_id": EXAMPLE_JOB,
+            "model": EXAMPLE_MODEL,
             "status": "running",
             "progress": 0.4167,
             "trigger": "admin",
@@ -246,6 +248,43 @@ class JobRecord(Answer):
             "created_at": EXAMPLE_TIME,
             "started_at": EXAMPLE_TIME,
             "finished_at": None,
+        }
+    )
+
+
+MAX_JOBS_PAGE = 500
+
+
+class JobPage(Answer):
+    """A page of retrain jobs, newest first."""
+
+    jobs: list[JobRecord] = Field(
+        description="Newest first, each as GET /v1/admin/jobs/{job_id} answers it but for its "
+        "result's `trials` (the search's steps, often dozens), which only that route answers."
+    )
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next, older page; null on the last page."
+    )
+
+    model_config = _examples(
+        {
+            "jobs": [
+                {
+                    "job_id": EXAMPLE_JOB,
+                    "model": EXAMPLE_MODEL,
+                    "status": "failed",
+                    "progress": 0.1667,
+                    "trigger": "labels",
+                    "options": None,
+                    "attempts": 1,
+                    "result": None,
+                    "error": "not enough labelled rows: 40 (need 60)",
+                    "created_at": EXAMPLE_TIME,
+                    "started_at": EXAMPLE_TIME,
+                    "finished_at": EXAMPLE_TIME,
+                }
+            ],
+            "next_cursor": "1746100800123456." + EXAMPLE_JOB,
         }
     )
 

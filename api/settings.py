@@ -98,6 +98,12 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     gil_switch_seconds: float = Field(
         default=0.001, gt=0, description="Python's thread switch interval in the API process."
     )
+    log_serving_requests: bool = Field(
+        default=False,
+        description="Log a line for every predict and infer answer, successes too (by default "
+        "only those of 400 and above: a line each costs a measurable share of single-row "
+        "throughput); every other request is logged either way.",
+    )
     prediction_log: bool = Field(
         default=True, description="Log every prediction (needed for feedback by prediction id)."
     )

@@ -24,7 +24,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -33,29 +33,51 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(args.host, args.port, args.concurrency)
 
 
-# How `loopserve api` runs uvicorn, whatever starts it (`up`, the image, compose): no access
-# log, and no `server: uvicorn` banner in its answers.
+# How `loopserve api` runs uvicorn, whatever starts it (`up`, the image, compose): not uvicorn's
+# access log (api.requestlog logs each request, with its id), and no `server: uvicorn` banner.
 UVICORN: dict[str, Any] = {"access_log": False, "server_header": False}
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from cli import logs
+
+    env = CliSettings()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
+        log_config=logs.config(env.log_format, env.log_level, request_ids=True),
+        log_level=env.log_level,
         **UVICORN,
     )
     return 0
 
 
+def _celery_logs(level: str) -> None:
+    """Celery's processes log as ours do (cli.logs): a receiver of its `setup_logging` signal
+    replaces its own set-up, in the main process and in each pool process alike."""
+    import logging.config
+
+    from celery.signals import setup_logging
+
+    from cli import logs
+
+    log_format = CliSettings().log_format
+
+    def configure(**_: object) -> None:
+        logging.config.dictConfig(logs.config(log_format, level))
+
+    setup_logging.connect(configure, weak=False)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.app import app
 
+    _celery_logs(args.loglevel)
     argv = ["worker", "--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
     if args.hostname:
         argv += ["--hostname", args.hostname]
@@ -66,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     from worker.app import app
 
+    _celery_logs(args.loglevel)
     app.start(["beat", "--loglevel", args.loglevel])
     return 0
 
@@ -217,6 +240,51 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+# registry.models.JobStatus, spelt out so that `--help` needs no database layer (a test holds
+# them equal).
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOBS_PAGE = 500  # the most GET /v1/admin/jobs answers at once
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """The newest `--limit` retrain jobs, a page of the API's at a time."""
+    client = _client(args)
+    params: dict[str, Any] = {k: v for k in ("model", "status") if (v := getattr(args, k))}
+    found: list[dict[str, Any]] = []
+    while len(found) < args.limit:
+        wanted = min(JOBS_PAGE, args.limit - len(found))
+        page = client.call("GET", "/v1/admin/jobs", params={**params, "limit": wanted})
+        found += page["jobs"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    rows = [
+        {
+            "job": j["job_id"],
+            "model": j["model"],
+            "status": j["status"],
+            "trigger": j["trigger"],
+            "progress": f"{j['progress']:.0%}",
+            "created": j["created_at"][:19],
+            "finished": (j["finished_at"] or "")[:19] or None,
+            "outcome": _outcome(j),
+        }
+        for j in found
+    ]
+    columns = ["job", "model", "status", "trigger", "progress", "created", "finished", "outcome"]
+    print(_table(rows, columns))
+    return 0
+
+
+def _outcome(job: dict[str, Any]) -> str | None:
+    """A finished job in a few words: its decision and version, or its error."""
+    result = job["result"]
+    if result:
+        version = result.get("candidate_version")
+        return f"{result.get('decision')} v{version}" if version else result.get("decision")
+    return (job["error"] or "")[:60] or None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -247,11 +315,11 @@ def parser() -> argparse.ArgumentParser:
         default=env.worker_name,
         help="Celery node name, e.g. w1@%%h (default: celery@host)",
     )
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default=env.log_level.upper())
     worker.set_defaults(func=cmd_worker)
 
     beat = sub.add_parser("beat", help="the Celery beat scheduler (one per deployment)")
-    beat.add_argument("--loglevel", default="INFO")
+    beat.add_argument("--loglevel", default=env.log_level.upper())
     beat.set_defaults(func=cmd_beat)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
@@ -297,10 +365,21 @@ def parser() -> argparse.ArgumentParser:
         help="register it as a challenger only, even if it wins (promote it later)",
     )
     admin("events", "the audit log", cmd_events).add_argument("--model")
+    jb = admin("jobs", "retrain jobs, newest first", cmd_jobs)
+    jb.add_argument("--model", help="only this model's jobs")
+    jb.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this state")
+    jb.add_argument("--limit", type=_positive, default=50, help="most jobs shown (default 50)")
     d = admin("demo", "drive a drifting workload against a running server", cmd_demo)
     d.add_argument("--rows", type=int, default=2400)
     d.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

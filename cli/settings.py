@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from registry.settings import HomeSettings
 
@@ -23,6 +24,19 @@ class CliSettings(HomeSettings):
         default=2, ge=1, description="`loopserve worker --concurrency`."
     )
     worker_name: str | None = Field(default=None, description="`loopserve worker --hostname`.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="How api, worker and beat write their logs: `json` lines, `text`, or "
+        "`auto`: JSON when standard error is not a terminal.",
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="The least level api, worker and beat log."
+    )
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def token_file(self) -> Path:

@@ -12,12 +12,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from registry import events, labelled
 from registry.errors import Conflict, NotFound, excerpt
@@ -242,15 +255,88 @@ def last_finished(session: Session, model_id: int) -> Job | None:
     )
 
 
-def as_dict(job: Job) -> dict[str, Any]:
+def list_jobs(
+    session: Session,
+    *,
+    model_id: int | None,
+    status: JobStatus | None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of jobs, newest first (by creation time, then id), of one model and one status
+    when given, each as `as_dict` has it with its result less the search's trials (which stay
+    in the database), and the cursor of the next page (None on the last).
+
+    The cursor names the page's last job by its creation time and id: the next page starts
+    just after it (keyset pagination), so pages neither repeat nor skip a job while new ones
+    are created, and a deep page costs what the first does. Raises ValueError for a cursor
+    `page_cursor` did not make.
+    """
+    query = (
+        select(Job, Model.name, _result_without_trials(session).label("summary"))
+        .join(Model, Model.id == Job.model_id)
+        .options(defer(Job.result))
+    )
+    if model_id is not None:
+        query = query.where(Job.model_id == model_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor is not None:
+        at, job_id = parse_cursor(cursor)
+        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    rows = session.execute(query).all()
+    page = [as_dict(job, name, summary) for job, name, summary in rows[:limit]]
+    if len(rows) <= limit:
+        return page, None
+    last = rows[limit - 1][0]
+    return page, page_cursor(last.created_at, last.id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+CURSOR = re.compile(r"(\d{1,17})\.([0-9A-Za-z_-]{1,32})")
+
+
+def page_cursor(created_at: datetime, job_id: str) -> str:
+    """The cursor of the page after this job: its creation time in microseconds since the
+    epoch, a dot, its id (URL-safe as it is)."""
+    return f"{(created_at - _EPOCH) // _MICROSECOND}.{job_id}"
+
+
+def parse_cursor(text: str) -> tuple[datetime, str]:
+    """The creation time and id a cursor names; ValueError when `text` is not a cursor."""
+    match = CURSOR.fullmatch(text)
+    if match is None:
+        raise ValueError("not a cursor of this listing: pass `next_cursor` as it was answered")
+    return _EPOCH + int(match.group(1)) * _MICROSECOND, match.group(2)
+
+
+def _result_without_trials(session: Session) -> ColumnElement[Any]:
+    """The result document less its `trials`, removed by the database (whose JSON functions
+    differ: PostgreSQL's `-` takes jsonb and refuses a scalar, SQLite's json_remove takes
+    any JSON text)."""
+    if session.get_bind().dialect.name == "postgresql":
+        document = cast(Job.result, JSONB)
+        trimmed = case(
+            (func.jsonb_typeof(document) == "object", document.op("-")(literal("trials"))),
+            else_=document,
+        )
+        return type_coerce(trimmed, JSON)
+    return type_coerce(func.json_remove(Job.result, "$.trials"), JSON)
+
+
+def as_dict(job: Job, model: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The job as the API answers it (api.records.JobRecord), with `result` for its result."""
     return {
         "job_id": job.id,
+        "model": model,
         "status": job.status,
         "progress": round(job.progress, 4),
         "trigger": job.trigger,
         "options": job.options,
         "attempts": job.attempts,
-        "result": job.result,
+        "result": result,
         "error": job.error,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,

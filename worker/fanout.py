@@ -20,7 +20,7 @@ from tuning.challenge import finish_search, plan_search
 from tuning.search import FitTask, SearchState, advance, evaluate, pending
 from tuning.state import Trial
 from tuning.steps import failed_trial
-from worker.training import JobData, JobLost, load
+from worker.training import JobData, JobLost, load, searched, step
 
 CANDIDATE_TASK = "loopserve.candidate"
 RUNG_TASK = "loopserve.rung"
@@ -46,6 +46,7 @@ class JobDataCache:
 def start(app: Any, job: JobData) -> None:
     """Plan the search and launch its first rung."""
     state = plan_search(job.spec, job.data)
+    step(job.job_id, job.attempt, "rung", "search fanned out: %d fits", len(pending(state)))
     launch(app, job.job_id, job.attempt, state)
 
 
@@ -90,5 +91,15 @@ def next_step(
     job = cache.get(job_id, attempt)
     after = advance(job.spec, SearchState.from_json(state), [Trial.from_json(t) for t in trials])
     if not after.finished:
+        step(
+            job_id,
+            attempt,
+            "rung",
+            "rung of %d fits done; %d next",
+            len(trials),
+            len(pending(after)),
+        )
         return after, None
-    return None, finish_search(job.spec, job.data, after, job.champion)
+    result = finish_search(job.spec, job.data, after, job.champion)
+    searched(job, result)
+    return None, result

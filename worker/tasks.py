@@ -42,8 +42,7 @@ def _worker_name() -> str:
 def retrain(job_id: str) -> None:
     db, settings, notifier, _ = _process()
     job = claim(db, job_id, worker=_worker_name())
-    if isinstance(job, Skipped):
-        log.info("job %s: %s", job_id, job.reason)
+    if isinstance(job, Skipped):  # claim logged why
         return
     if settings.fanout_enabled:
         with guard(db, job_id, job.attempt):

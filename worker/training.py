@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,15 @@ from tuning.search import TuneResult, TuningError
 from tuning.spec import ModelSpec
 
 log = logging.getLogger(__name__)
+
+
+def step(job_id: str, attempt: int | None, name: str, message: str, *args: object) -> None:
+    """The log line of one step of a job (`started`, `searched`, `rung`, `judged`,
+    `registered`, `failed`, `dropped`, `skipped`): its message after `job <id>: `, and the
+    job's id, attempt and the step's name as fields of their own (`job_id`, `attempt`,
+    `step`) for JSON logs."""
+    extra = {"job_id": job_id, "attempt": attempt, "step": name}
+    log.info("job %s: " + message, job_id, *args, extra=extra)
 
 
 class JobLost(RuntimeError):
@@ -121,10 +131,25 @@ def claim(db: Database, job_id: str, *, worker: str) -> JobData | Skipped:
     with db.session() as s:
         job = jobs.start(s, job_id, worker=worker)
         if job is None:
+            step(job_id, None, "skipped", "not queued (finished, or running elsewhere)")
             return Skipped("not queued (finished, or running elsewhere)")
         attempt = job.attempts
     with guard(db, job_id, attempt) as failed:
-        return load(db, job_id, attempt)
+        data = load(db, job_id, attempt)
+        champion = f"v{data.champion.version}" if data.champion else "none"
+        step(
+            job_id,
+            attempt,
+            "started",
+            "attempt %d of model %s started on %s: %d training rows, %d held out, champion %s",
+            attempt,
+            data.model_name,
+            worker,
+            len(data.data.y_train),
+            len(data.data.y_hold),
+            champion,
+        )
+        return data
     return Skipped(f"attempt {attempt} could not load its data: {failed.error}")
 
 
@@ -263,16 +288,23 @@ class Failure:
 def guard(db: Database, job_id: str, attempt: int) -> Iterator[Failure]:
     """Record a failure in the job row; an attempt that is over just stops."""
     failure = Failure()
+    fields = {"job_id": job_id, "attempt": attempt}
     try:
         yield failure
     except (JobLost, Conflict):
-        log.warning("attempt %s of job %s is over; dropping its work", attempt, job_id)
+        log.warning(
+            "attempt %s of job %s is over; dropping its work",
+            attempt,
+            job_id,
+            extra={**fields, "step": "dropped"},
+        )
         failure.error = "the attempt is over"
     except (NotEnoughData, TuningError) as exc:
         failure.error = str(exc)
         _fail(db, job_id, attempt, failure.error)
+        step(job_id, attempt, "failed", "failed: %s", failure.error)
     except Exception as exc:
-        log.exception("job %s failed", job_id)
+        log.exception("job %s failed", job_id, extra={**fields, "step": "failed"})
         failure.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         _fail(db, job_id, attempt, failure.error)
 
@@ -287,9 +319,28 @@ def run_local(
 ) -> None:
     """The whole search in this process (the embedded default), then `complete`."""
     with guard(db, job.job_id, job.attempt):
+        started = time.monotonic()
         with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds) as beat:
             result = search(job.spec, job.data, job.champion, progress=beat.progress)
+        searched(job, result, time.monotonic() - started)
         complete(db, job, result, heartbeat_seconds=heartbeat_seconds, notifier=notifier)
+
+
+def searched(job: JobData, result: TuneResult, seconds: float | None = None) -> None:
+    """The search's step line: how many trials, and the best candidate."""
+    best = result.best
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    score = best.validation_score
+    step(
+        job.job_id,
+        job.attempt,
+        "searched",
+        "search done%s: %d trials, best %s (validation score %s)",
+        took,
+        len(result.trials),
+        best.kind,
+        f"{score:.4f}" if score is not None else "none",
+    )
 
 
 def complete(
@@ -304,6 +355,15 @@ def complete(
     best candidate (tuning.challenge.conclude), then register the outcome."""
     with Heartbeat(db, job.job_id, job.attempt, heartbeat_seconds):
         outcome = conclude(job.spec, job.data, result, job.champion)
+    step(
+        job.job_id,
+        job.attempt,
+        "judged",
+        "%s challenger %s: %s",
+        outcome.candidate.kind,
+        "wins" if outcome.decision.promote else "does not win",
+        outcome.decision.reason if outcome.registrable else outcome.parity.reason,
+    )
     register(db, job, outcome, notifier)
 
 
@@ -356,6 +416,15 @@ def register(db: Database, job: JobData, outcome: Outcome, notifier: ChampionNot
         jobs.finish(s, row, result)
     if promoted:
         notifier.publish(job.model_name, result["champion_version"])
+    candidate = result["candidate_version"]
+    step(
+        job.job_id,
+        job.attempt,
+        "registered",
+        "%s; champion v%s",
+        f"v{candidate} registered, {result['decision']}" if candidate else "nothing registered",
+        result["champion_version"],
+    )
 
 
 def _reason(job: JobData, outcome: Outcome) -> str:

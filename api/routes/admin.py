@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
 from api.csv_rows import parse_csv
@@ -17,6 +18,7 @@ from api.openapi import (
     DATABASE,
     FILE_TOO_LARGE,
     INVALID_FILE,
+    INVALID_JOBS_QUERY,
     INVALID_PROMOTION,
     INVALID_ROLLBACK,
     INVALID_ROWS,
@@ -34,7 +36,9 @@ from api.openapi import (
     json_request,
 )
 from api.records import (
+    MAX_JOBS_PAGE,
     EventRecord,
+    JobPage,
     JobRecord,
     ModelDeleted,
     ModelRecord,
@@ -46,6 +50,8 @@ from api.records import (
     RowsAccepted,
     VersionImported,
 )
+from registry import jobs
+from registry.models import JobStatus
 from tuning.spec import ModelSpec
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -179,8 +185,38 @@ async def retrain(name: str, actor: Admin, platform: PlatformDep) -> RetrainQueu
     return await run_in_threadpool(platform.retrain, name, actor=actor)
 
 
+def _cursor(text: str | None) -> str | None:
+    if text is not None:
+        jobs.parse_cursor(text)  # its ValueError is a 422 naming `cursor`
+    return text
+
+
+@router.get("/jobs", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, INVALID_JOBS_QUERY, DATABASE))
+async def list_jobs(
+    platform: PlatformDep,
+    _: Admin,
+    model: Annotated[
+        str | None, Query(description="Only this model's jobs (404 if there is no such model).")
+    ] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE, description="Most jobs in the page.")] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(description="The previous page's `next_cursor`: the page of older jobs after it."),
+        AfterValidator(_cursor),
+    ] = None,
+) -> JobPage:
+    """Retrain jobs, newest first, a page at a time: follow `next_cursor` until it is null. A
+    cursor names the last job of its page, so that pages neither repeat nor skip a job while
+    new ones are created (as offsets would)."""
+    return await run_in_threadpool(
+        platform.jobs, model=model, status=status, limit=limit, cursor=cursor
+    )
+
+
 @router.get("/jobs/{job_id}", responses=failures("v1", ADMIN_TOKEN, NO_JOB, DATABASE))
 async def job(job_id: str, _: Admin, platform: PlatformDep) -> JobRecord:
+    """One retrain job, with every step of its search (`result.trials`)."""
     return await run_in_threadpool(platform.job, job_id)
 
 

@@ -215,6 +215,36 @@ def _retrain_and_jobs(client: TestClient, db: Database, c: Contract, monkeypatch
     assert result["trials"] and all(set(t) <= trial for t in result["trials"])
     c.check("get", job_path, client.get("/v1/admin/jobs/" + "0" * 32, headers=ADMIN), 404)
     c.check("get", job_path, client.get(job_url), 401)
+    _list_jobs(client, c, out)
+
+
+def _list_jobs(client: TestClient, c: Contract, churn_job: dict[str, Any]) -> None:
+    """Two jobs by now: churn's, which succeeded, then fresh's, queued (never sent)."""
+    path = "/v1/admin/jobs"
+    every = c.check("get", path, client.get(path, headers=ADMIN), 200)
+    assert [(j["model"], j["status"]) for j in every["jobs"]] == [
+        ("fresh", "queued"),
+        ("churn", "succeeded"),
+    ]
+    assert every["next_cursor"] is None
+    whole = {**churn_job, "result": dict(churn_job["result"])}
+    whole["result"].pop("trials")
+    assert every["jobs"][1] == whole  # the job's own record, less the search's trials
+    first = c.check("get", path, client.get(path, params={"limit": 1}, headers=ADMIN), 200)
+    assert first["jobs"] == every["jobs"][:1] and first["next_cursor"]
+    r = client.get(path, params={"limit": 1, "cursor": first["next_cursor"]}, headers=ADMIN)
+    assert c.check("get", path, r, 200) == {"jobs": every["jobs"][1:], "next_cursor": None}
+    r = client.get(path, params={"model": "churn", "status": "succeeded"}, headers=ADMIN)
+    assert c.check("get", path, r, 200)["jobs"] == every["jobs"][1:]
+    for params, field in (
+        ({"status": "done"}, "status"),
+        ({"limit": 501}, "limit"),
+        ({"cursor": "page-2"}, "cursor"),
+    ):
+        r = client.get(path, params=params, headers=ADMIN)
+        assert [p["field"] for p in c.check("get", path, r, 422)["detail"]] == [field]
+    c.check("get", path, client.get(path, params={"model": "nope"}, headers=ADMIN), 404)
+    c.check("get", path, client.get(path), 401)
 
 
 def _models(client: TestClient, c: Contract) -> None:
@@ -429,6 +459,7 @@ def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: i
             ("post", admin + "/data", "/v1/admin/models/churn/data", csv),
             ("post", admin + "/retrain", "/v1/admin/models/churn/retrain", {}),
             ("get", "/v1/admin/jobs/{job_id}", "/v1/admin/jobs/" + "0" * 32, {}),
+            ("get", "/v1/admin/jobs", "/v1/admin/jobs", {}),
             ("post", admin + "/promote", "/v1/admin/models/churn/promote", {"json": promote}),
             ("post", admin + "/rollback", "/v1/admin/models/churn/rollback", {}),
             ("post", admin + "/versions", "/v1/admin/models/churn/versions", {"content": b"x"}),

@@ -1,5 +1,6 @@
-"""Every answer carries the security headers, the serving handlers' and the refusals in front
-of FastAPI included; /docs carries a policy that allows exactly what its page loads."""
+"""Every answer carries the security headers and its request id, the serving handlers' and the
+refusals in front of FastAPI included; /docs carries a policy that allows exactly what its page
+loads, all of it from this server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import httpx
 from fastapi.testclient import TestClient
 
+from api.routes.docs import ASSETS, STATIC
 from tests.api.conftest import ADMIN, app_client
 from tests.factories import churn_rows, features_only
 
@@ -21,6 +23,8 @@ def _secured(r: httpx.Response, csp: str = STRICT) -> None:
     assert r.headers.get("x-content-type-options") == "nosniff", where
     assert r.headers.get("x-frame-options") == "DENY", where
     assert r.headers.get_list("content-security-policy") == [csp], where
+    (request_id,) = r.headers.get_list("x-request-id")  # made here: the tests send none
+    assert re.fullmatch(r"[0-9a-f]{16}", request_id), where
 
 
 def _answers(client: TestClient) -> list[httpx.Response]:
@@ -63,7 +67,13 @@ def test_every_answer_is_secured(served, database_url, tmp_path) -> None:  # typ
             _secured(r)
 
 
+def _urls(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]*)"', html)
+
+
 def test_docs_allows_exactly_what_its_page_loads(served) -> None:  # type: ignore[no-untyped-def]
+    """The page loads its script, stylesheet and favicon from this server: the policy allows
+    'self' and nothing from elsewhere."""
     client, _ = served
     r = client.get("/docs")
     assert r.status_code == 200 and "SwaggerUIBundle" in r.text
@@ -77,13 +87,42 @@ def test_docs_allows_exactly_what_its_page_loads(served) -> None:  # type: ignor
     inline = re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL)
     assert scripts and len(inline) == 1
     digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
-    assert sorted(directives["script-src"]) == sorted([*scripts, f"'sha256-{digest}'"])
-    styles = re.findall(r'<link type="text/css" rel="stylesheet" href="([^"]+)"', r.text)
-    assert directives["style-src"] == [*styles, "'unsafe-inline'"]
-    icons = re.findall(r'<link rel="shortcut icon" href="([^"]+)"', r.text)
-    assert directives["img-src"] == ["data:", *icons]
+    assert directives["script-src"] == ["'self'", f"'sha256-{digest}'"]
+    assert directives["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert directives["img-src"] == ["'self'", "data:"]
+    assert "http" not in policy
     assert '"validatorUrl": null' in r.text  # no badge from a third party
     assert client.get("/redoc").status_code == 404
+
+
+def test_docs_loads_nothing_from_elsewhere(served) -> None:  # type: ignore[no-untyped-def]
+    """Every URL the page names is a path on this server, answered with the vendored file
+    (api/static/swagger-ui, whose README names each file's hash) and its content type; a
+    client that has it is answered 304."""
+    client, _ = served
+    page = client.get("/docs").text
+    assert "http:" not in page and "https:" not in page
+    urls = _urls(page)
+    assert sorted(urls) == sorted(f"/docs/static/{name}" for name in ASSETS), (
+        "the page loads exactly the vendored files"
+    )
+    vendored = (STATIC / "README.md").read_text()
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        r = client.get(url)
+        name = url.rsplit("/", 1)[1]
+        assert r.status_code == 200, url
+        assert r.headers["content-type"] == ASSETS[name]
+        assert r.content == (STATIC / name).read_bytes()
+        assert f"| `{name}` | `{hashlib.sha256(r.content).hexdigest()}` |" in vendored
+        _secured(r)
+        again = client.get(url, headers={"if-none-match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    assert client.get("/docs/static/swagger-ui-bundle.js").text.startswith("/*! For license")
+    assert client.get("/docs/static/index.html").status_code == 404
+    assert client.get("/docs/static/../static/LICENSE").status_code == 404
+    for name in ("LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt"):
+        assert (STATIC / name).is_file()  # the licence travels with the files
 
 
 def test_the_server_sends_no_banner(live) -> None:  # type: ignore[no-untyped-def]
