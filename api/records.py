@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from api.schemas import EXAMPLE_MODEL, EXAMPLE_ROW
@@ -245,8 +245,16 @@ class JobRecord(Answer):
     )
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction (`2.0`) is the integer JSON Schema says it is; anything
+    else is left to the strict check (no text, no boolean)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 class PromoteRequest(BaseModel):
-    version: int = Field(
+    version: Annotated[int, BeforeValidator(_whole)] = Field(
         strict=True, ge=1, le=2**31 - 1, description="The version to make the champion."
     )
     reason: str | None = Field(

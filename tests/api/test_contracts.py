@@ -236,13 +236,15 @@ def _promote_and_rollback(client: TestClient, db: Database, c: Contract) -> None
         "champion_version": version,
         "previous_version": champion,
     }
-    r = client.post(url, json={"version": version, "reason": "again"}, headers=ADMIN)
+    # 2.0 is the integer 2, as the published schema has it
+    r = client.post(url, json={"version": float(version), "reason": "again"}, headers=ADMIN)
     assert "champion already" in c.check("post", path, r, 409)["detail"]
     c.check("post", path, client.post(url, json={"version": 99}, headers=ADMIN), 404)
     for body, field in (
         ({"version": "2"}, "version"),
         ({"version": True}, "version"),
         ({"version": 0}, "version"),
+        ({"version": 2.5}, "version"),
         ({}, "version"),
         ({"version": 2, "reason": ["why"]}, "reason"),
     ):
