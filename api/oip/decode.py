@@ -130,10 +130,11 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _number_id(value: Any) -> str:
     """An id that is not a string (V2 has it one): a number is taken as its text, anything else
-    refused (str() of a list nested a thousand levels deep would recurse past Python's limit)."""
-    if isinstance(value, int | float):
+    refused (str() of a list nested a thousand levels deep would recurse past Python's limit),
+    a boolean too, which is no number in JSON."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise ProtocolError("the request's 'id' must be a string")
+    raise ProtocolError("the request's 'id' must be a string or a number")
 
 
 def _fallback(header: bytes, refusal: orjson.JSONDecodeError) -> Any:
