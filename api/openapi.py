@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api import auth, errors, limits, records, schemas
+from tuning.spec import ModelSpec
 
 Shape = Literal["v1", "v2"]
 REF = "#/components/schemas/{model}"
@@ -283,10 +284,14 @@ _VERSION = {
 }
 
 
-def json_request(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+def json_request(
+    model: type[BaseModel], *, required: bool = True, examples: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`openapi_extra` documenting the JSON body a route reads itself (api.deps.json_model)
-    as `model`, with its example; `complete` adds the model to the document's schemas."""
-    content = {"schema": _ref(model), "examples": {"example": {"value": _example(model)}}}
+    as `model`, with these examples (default: the model's own); `complete` adds the model to
+    the document's schemas."""
+    shown = examples or {"example": {"value": _example(model)}}
+    content = {"schema": _ref(model), "examples": shown}
     return {"requestBody": {"required": required, "content": {"application/json": content}}}
 
 
@@ -331,6 +336,8 @@ DOCUMENTED: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (schemas.InferenceResponse, "serialization"),
     (schemas.ErrorV1, "serialization"),
     (schemas.ErrorV2, "serialization"),
+    (schemas.FeedbackRequest, "validation"),
+    (ModelSpec, "validation"),
     (records.UploadRequest, "validation"),
     (records.PromoteRequest, "validation"),
     (records.RollbackRequest, "validation"),

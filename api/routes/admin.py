@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.csv_rows import parse_csv
@@ -51,10 +51,11 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
     "/models",
     status_code=201,
     responses=failures("v1", ADMIN_TOKEN, CANNOT_CREATE, INVALID_SPEC, DATABASE),
+    openapi_extra=json_request(ModelSpec, examples=SPEC_EXAMPLES),
 )
 async def create_model(
     actor: Admin,
-    spec: Annotated[ModelSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: Annotated[ModelSpec, Depends(json_model(ModelSpec))],
     platform: PlatformDep,
 ) -> ModelRecord:
     """A new model; upload labelled rows for it, then retrain it to get a champion. Refused

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Client, MonitorDep, PlatformDep
+from api.deps import Client, MonitorDep, PlatformDep, json_model
 from api.openapi import (
     DATABASE,
     FEEDBACK_EXAMPLES,
@@ -16,6 +16,7 @@ from api.openapi import (
     INVALID_QUERY,
     NO_MODEL,
     failures,
+    json_request,
 )
 from api.records import DriftStatus, ModelRecord, Performance, VersionRecord
 from api.schemas import FeedbackAccepted, FeedbackRequest
@@ -77,10 +78,11 @@ async def drift(name: str, monitor: MonitorDep) -> DriftStatus:
     "/{name}/feedback",
     status_code=202,
     responses=failures("v1", 401, 404, 422, 503, invalid=INVALID_LABELS),
+    openapi_extra=json_request(FeedbackRequest, examples=FEEDBACK_EXAMPLES),
 )
 async def feedback(
     name: str,
-    body: Annotated[FeedbackRequest, Body(openapi_examples=FEEDBACK_EXAMPLES)],
+    body: Annotated[FeedbackRequest, Depends(json_model(FeedbackRequest))],
     platform: PlatformDep,
 ) -> FeedbackAccepted:
     """True labels for predictions (by their id) or for explicit rows; all or nothing,

@@ -142,6 +142,9 @@ def _create(client: TestClient, c: Contract) -> None:
     bad = {**spec, "features": [{"name": "a", "type": "text"}]}
     problems = c.check("post", path, client.post(path, json=bad, headers=ADMIN), 422)["detail"]
     assert problems[0]["field"] == "features[0].type"
+    for bad in (b"{not json", b'{"name": "\xff\xfe"}', b"[" * 100_000):  # nor UTF-8, too deep
+        r = client.post(path, content=bad, headers={**ADMIN, "Content-Type": JSON})
+        assert "not valid JSON" in c.check("post", path, r, 422)["detail"][0]["msg"]
     c.check("post", path, client.post(path, json=spec), 401)
     # a model without a champion: metadata says why it is not served, ready says no
     _until(lambda: client.get("/v2/models/fresh/ready").status_code != 404, "fresh not learnt")
