@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from api.csv_rows import parse_csv
 from api.deps import Admin, PlatformDep, field, json_body, json_model
@@ -96,7 +97,12 @@ async def _csv_text(request: Request, ctype: str) -> str:
     if ctype.startswith("text/csv"):
         raw = await request.body()
     else:
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as exc:  # Starlette's answer to a multipart body it cannot read
+            raise MalformedInput(
+                f"the multipart body cannot be read: {exc.detail}", "file"
+            ) from exc
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise MalformedInput("multipart upload needs a CSV file in the field 'file'", "file")

@@ -167,6 +167,9 @@ def _upload(client: TestClient, c: Contract) -> None:
         c.check("post", path, client.post(url, json=body, headers=ADMIN), 422)
     r = client.post(url, files={"other": ("rows.csv", CSV)}, headers=ADMIN)
     assert c.check("post", path, r, 422)["detail"][0]["field"] == "file"
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=b"):  # unreadable
+        r = client.post(url, content=CSV, headers={**ADMIN, "Content-Type": ctype})
+        assert c.check("post", path, r, 422)["detail"][0]["field"] == "file"
     r = client.post(
         "/v1/admin/models/nope/data", json={"rows": churn_rows(1, seed=3)}, headers=ADMIN
     )
