@@ -175,12 +175,12 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
     name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
     if not isinstance(name, str) or not isinstance(datatype, str):
         raise ProtocolError(f"inputs[{i}] needs a name and a datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ProtocolError(f"input {excerpt(name)}: shape must be a list of sizes")
     count = math.prod(shape)
     size = _parameters(spec, f"inputs[{i}]").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+        if type(size) is not int or size < 0 or offset + size > len(body):
             raise ProtocolError(f"input {excerpt(name)}: binary_data_size exceeds the body")
         raw, offset = body[offset : offset + size], offset + size
         data = _from_bytes(name, datatype, raw, count)
@@ -192,16 +192,20 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
 
 
 def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+    if datatype == "BOOL":
+        raise ProtocolError(f"input {excerpt(name)}: BOOL is not a feature type")
+    if datatype != "BYTES" and datatype not in NUMERIC_TYPES:
+        raise ProtocolError(f"input {excerpt(name)}: unknown datatype {excerpt(datatype)}")
     try:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
-        elif datatype in NUMERIC_TYPES:
-            with np.errstate(over="ignore"):  # overflow becomes inf, refused later
-                flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
-        elif datatype == "BOOL":
-            raise ProtocolError(f"input {excerpt(name)}: BOOL is not a feature type")
         else:
-            raise ProtocolError(f"input {excerpt(name)}: unknown datatype {excerpt(datatype)}")
+            with np.errstate(over="ignore"):  # a float's overflow becomes inf, refused later
+                flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
+    except OverflowError as exc:  # an integer out of an integer type's range
+        raise ProtocolError(
+            f"input {excerpt(name)}: a value is out of the range of {datatype}"
+        ) from exc
     except (ValueError, TypeError) as exc:
         bad = _not_a_number(data) if datatype in NUMERIC_TYPES else None
         why = clip(str(exc)) if bad is None else excerpt(bad)  # numpy's words quote it whole

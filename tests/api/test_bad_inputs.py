@@ -212,6 +212,23 @@ CASES = [
         _tensors(x1={"datatype": "BOOL", "data": [True]}),
     ),
     infer(
+        "int64-past-2^64",
+        "'x1': a value is out of the range of INT64",
+        _tensors(x1={"datatype": "INT64", "data": [OVER_64]}),
+    ),
+    infer(
+        "int32-overflow",
+        "'x1': a value is out of the range of INT32",
+        _tensors(x1={"datatype": "INT32", "data": [2**40]}),
+    ),
+    infer(
+        "uint8-negative",
+        "'x1': a value is out of the range of UINT8",
+        _tensors(x1={"datatype": "UINT8", "data": [-1]}),
+    ),
+    infer("shape-a-boolean", "'x1': shape", _tensors(x1={"shape": [True, 1]})),
+    infer("datatype-unknown-long", "'x1': unknown datatype", _tensors(x1={"datatype": LONG})),
+    infer(
         "numeric-as-bytes",
         "'x1': numeric feature",
         _tensors(x1={"datatype": "BYTES", "data": ["1"]}),
