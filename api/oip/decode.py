@@ -15,7 +15,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -35,6 +35,7 @@ NUMERIC_TYPES = {
     "UINT8": np.uint8,
 }
 HEADER = "inference-header-content-length"
+Datatype = Literal["FP32", "BYTES"]
 # Nesting levels of the JSON an infer request may have: a tensor's data sits 3 levels deep
 # (request, inputs, tensor) and takes one more per dimension, and numpy has at most 64.
 MAX_DEPTH = 64
@@ -70,9 +71,25 @@ def decode_infer(
     """The served model, the parsed request and its validated columns, the size limit checked."""
     model = plane.model(name, parse_version(version))
     parsed = parse(body, header_length)
+    if parsed.outputs is not None:  # refused before the model runs and its answer is logged
+        known = outputs_of(model)
+        if unknown := sorted(set(parsed.outputs) - set(known)):
+            raise ProtocolError(
+                f"unknown outputs {excerpt(unknown)}; this model has {sorted(known)}"
+            )
     columns = to_columns(model, parsed)
     plane.check_size(columns.n)
     return model, parsed, columns
+
+
+def outputs_of(model: LoadedModel) -> dict[str, tuple[Datatype, list[int]]]:
+    """The outputs infer answers for the model: datatype and shape (-1 is the batch)."""
+    out: dict[str, tuple[Datatype, list[int]]]
+    if model.spec.task == "regression":
+        out = {"variable": ("FP32", [-1, 1])}
+    else:
+        out = {"label": ("BYTES", [-1]), "probabilities": ("FP32", [-1, len(model.classes or [])])}
+    return out | {"prediction_id": ("BYTES", [-1])}
 
 
 def parse(body: bytes, header_length: str | None) -> InferRequest:

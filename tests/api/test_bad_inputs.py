@@ -275,6 +275,9 @@ CASES = [
         _tensors(),
         headers={"Inference-Header-Content-Length": "abc"},
     ),
+    infer(
+        "outputs-unknown", "unknown outputs ['nope']", _tensors() | {"outputs": [{"name": "nope"}]}
+    ),
     infer("outputs-an-object", "'outputs'", _tensors() | {"outputs": {}}),
     infer("parameters-a-number", "'parameters'", _tensors() | {"parameters": 5}),
     infer("id-an-object", "'id'", _tensors() | {"id": {}}),

@@ -134,12 +134,11 @@ def test_the_documented_v2_types_are_the_codecs() -> None:
     from typing import get_args
 
     from api import schemas
-    from api.oip.decode import NUMERIC_TYPES
-    from api.oip.encode import _outputs
+    from api.oip.decode import NUMERIC_TYPES, outputs_of
 
     assert set(get_args(schemas.Datatype)) == {*NUMERIC_TYPES, "BYTES"}
     served = set()
     for task in ("classification", "regression"):
         model = SimpleNamespace(spec=SimpleNamespace(task=task), classes=["no", "yes"])
-        served |= set(_outputs(model))  # type: ignore[arg-type]  # the two fields it reads
+        served |= set(outputs_of(model))  # type: ignore[arg-type]  # the two fields it reads
     assert set(get_args(schemas.RequestOutput.model_fields["name"].annotation)) == served
