@@ -35,7 +35,8 @@ def feature_problems(spec: ModelSpec, row: Any, index: int, *, field: str) -> li
             continue
         if feature.type == "numeric":
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if not numeric or math.isinf(value):
+            # NaN too: a CSV cell `nan` reads as one, and no JSON column can store it
+            if not numeric or (isinstance(value, float) and not math.isfinite(value)):
                 problems.append(
                     _p(index, f"{field}.{feature.name}", "must be a finite number or null")
                 )

@@ -420,6 +420,10 @@ CASES = [
     csv_data("empty", "file", b""),
     csv_data("header-only", "rows", _csv(HEADER)),
     csv_data("row-longer-than-the-header", "file", _csv(HEADER, "1,2,3,4,red,yes,extra")),
+    csv_data("nan-cell", "rows[0].x1", _csv(HEADER, "nan,2,3,4,red,yes")),
+    csv_data(
+        "nan-cell-in-a-later-row", "rows[1].x4", _csv(HEADER, "1,2,3,4,red,no", "1,2,3,NaN,r,yes")
+    ),
     csv_data("infinite-cell", "rows[0].x1", _csv(HEADER, "inf,2,3,4,red,yes")),
     csv_data("number-past-a-double", "rows[0].x1", _csv(HEADER, "9" * 400 + ",2,3,4,red,yes")),
     csv_data("formula-in-a-number", "rows[0].x1", _csv(HEADER, "=1+2,2,3,4,red,yes")),
