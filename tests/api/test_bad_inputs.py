@@ -420,6 +420,8 @@ CASES = [
     csv_data("empty", "file", b""),
     csv_data("header-only", "rows", _csv(HEADER)),
     csv_data("row-longer-than-the-header", "file", _csv(HEADER, "1,2,3,4,red,yes,extra")),
+    csv_data("row-shorter-than-the-header", "file", _csv("churned,x1,x2,x3,x4,color", "yes,1,2")),
+    csv_data("row-of-blanks", "file", _csv(HEADER, "1,2,3,4,red,yes", "   ")),
     csv_data("nan-cell", "rows[0].x1", _csv(HEADER, "nan,2,3,4,red,yes")),
     csv_data(
         "nan-cell-in-a-later-row", "rows[1].x4", _csv(HEADER, "1,2,3,4,red,no", "1,2,3,NaN,r,yes")
@@ -434,7 +436,7 @@ CASES = [
     csv_data("unknown-column", "rows[0].extra", _csv(HEADER + ",extra", "1,2,3,4,red,yes,z")),
     csv_data("long-column-name", f"rows[0].{CUT}", _csv(HEADER + "," + LONG, "1,2,3,4,r,yes,z")),
     csv_data("column-twice", "rows[0].x2", _csv("x1,x1,x3,x4,color,churned", "1,2,3,4,r,yes")),
-    csv_data("unclosed-quote", "rows[0].churned", _csv(HEADER, '1,2,3,4,"red,yes')),
+    csv_data("unclosed-quote", "file", _csv(HEADER, '1,2,3,4,"red,yes')),
     csv_data(
         "one-bad-row-of-many",
         "rows[5].x4",
