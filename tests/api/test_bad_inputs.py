@@ -392,6 +392,13 @@ CASES = [
         name="nope",
         status=404,
     ),
+    feedback(
+        "model-name-with-nul",
+        None,
+        {"labels": [{"features": ROW, "label": "yes"}]},
+        name="a%00b",
+        status=404,
+    ),
     feedback("body-over-the-limit", None, content=_huge(FEEDBACK), status=413),
     # --- data, JSON --------------------------------------------------------------------------
     data("not-json", None, content=NOT_JSON),
@@ -415,6 +422,7 @@ CASES = [
     data("long-feature-name", f"rows[0].{CUT}", {"rows": [{**GOOD, LONG: 1}]}),
     data("one-bad-row-of-many", "rows[30].x3", {"rows": [GOOD] * 30 + [{**GOOD, "x3": "?"}]}),
     data("unknown-model", None, {"rows": [GOOD]}, name="nope", status=404),
+    data("model-name-with-nul", None, {"rows": [GOOD]}, name="a%00b", status=404),
     data("body-over-the-limit", None, content=_huge(DATA), status=413),
     # --- data, CSV ---------------------------------------------------------------------------
     csv_data("empty", "file", b""),
@@ -532,6 +540,7 @@ CASES = [
     promote("version-unknown", None, {"version": 99}, status=404),
     promote("version-the-champion", None, {"version": 1}, status=409),
     promote("unknown-model", None, {"version": 2}, name="nope", status=404),
+    promote("model-name-with-nul", None, {"version": 2}, name="a%00b", status=404),
     promote("body-over-the-limit", None, content=_huge(PROMOTE), status=413),
 ]
 
@@ -653,3 +662,22 @@ def test_formula_cells_are_stored_as_the_text_they_are(deployment: Deployment) -
         stored = [row.features["color"] for row in rows][::-1]
     assert stored == cells
     assert _stored(deployment)["labelled"] == before + len(cells)
+
+
+def test_a_name_with_a_nul_character_names_nothing(deployment: Deployment) -> None:
+    """PostgreSQL's text holds no NUL character: a model name, job id or audit-log name with
+    one is no name anything has (404), not a query the database refuses (500)."""
+    client = deployment.client
+    for method, url in (
+        ("GET", "/v1/models/a%00b"),
+        ("GET", "/v1/models/a%00b/versions"),
+        ("GET", "/v1/models/a%00b/performance"),
+        ("GET", "/v1/models/a%00b/drift"),
+        ("GET", "/v1/admin/events?model=a%00b"),
+        ("GET", "/v1/admin/jobs/a%00b"),
+        ("DELETE", "/v1/admin/models/a%00b"),
+        ("POST", "/v1/admin/models/a%00b/retrain"),
+        ("POST", "/v1/admin/models/a%00b/rollback"),
+    ):
+        r = client.request(method, url, headers=ADMIN)
+        assert r.status_code == 404, (method, url, r.text)
