@@ -245,6 +245,11 @@ class JobRecord(Answer):
     )
 
 
+# Why an admin promoted or rolled back: text the audit log keeps, of a bounded length and
+# without the NUL character PostgreSQL's text cannot hold.
+AuditReason = Annotated[str | None, Field(max_length=1_000, pattern=r"^[^\x00]*$")]
+
+
 def _whole(value: Any) -> Any:
     """A JSON number with no fraction (`2.0`) is the integer JSON Schema says it is; anything
     else is left to the strict check (no text, no boolean)."""
@@ -257,7 +262,7 @@ class PromoteRequest(BaseModel):
     version: Annotated[int, BeforeValidator(_whole)] = Field(
         strict=True, ge=1, le=2**31 - 1, description="The version to make the champion."
     )
-    reason: str | None = Field(
+    reason: AuditReason = Field(
         default=None, description="For the audit log; default: `manual promotion`."
     )
 
@@ -278,7 +283,7 @@ class Promoted(Answer):
 class RollbackRequest(BaseModel):
     """Optional: an empty body (or null) is a rollback with the default reason."""
 
-    reason: str | None = Field(
+    reason: AuditReason = Field(
         default=None, description="For the audit log; default: `manual rollback`."
     )
 

@@ -38,6 +38,7 @@ FEEDBACK = "/v1/models/{name}/feedback"
 DATA = "/v1/admin/models/{name}/data"
 CREATE = "/v1/admin/models"
 PROMOTE = "/v1/admin/models/{name}/promote"
+ROLLBACK = "/v1/admin/models/{name}/rollback"
 
 KEY = {"Authorization": "Bearer table-client-key-0123456789"}
 MAX_BODY = 1024 * 1024
@@ -537,6 +538,10 @@ CASES = [
     promote("version-infinite", None, content=b'{"version": 1e400}'),
     promote("reason-a-list", "reason", {"version": 2, "reason": ["better"]}),
     promote("reason-an-object", "reason", {"version": 2, "reason": {"why": "better"}}),
+    promote("reason-long", "reason", {"version": 2, "reason": LONG}),
+    promote("reason-with-nul", "reason", {"version": 2, "reason": "better\x00"}),
+    Bad("rollback-reason-long", ROLLBACK, 422, "reason", {"reason": LONG}),
+    Bad("rollback-reason-with-nul", ROLLBACK, 422, "reason", {"reason": "worse\x00"}),
     promote("version-unknown", None, {"version": 99}, status=404),
     promote("version-the-champion", None, {"version": 1}, status=409),
     promote("unknown-model", None, {"version": 2}, name="nope", status=404),
