@@ -496,6 +496,13 @@ CASES = [
         "feature-name-long", "features[0].name", _spec(features=[{"name": LONG, "type": "numeric"}])
     ),
     create("features-a-text", "features", _spec(features="x1")),
+    create(
+        "feature-twice", "features[1].name", _spec(features=[{"name": "a", "type": "numeric"}] * 2)
+    ),
+    create("target-a-feature", "target", _spec(target="x1")),
+    create("metric-of-the-other-task", "metric", _spec(metric="rmse")),
+    create("families-empty", "retrain.families", _retrain(families=[])),
+    create("family-unknown", "retrain.families[1]", _retrain(families=["sgd", "xgboost"])),
     create("metric-long", "metric", _spec(metric=LONG)),
     create("classes-too-many", "classes", _spec(classes=[str(i) for i in range(10_001)])),
     create("max-candidates-past-2^64", "retrain.max_candidates", _retrain(max_candidates=OVER_64)),
