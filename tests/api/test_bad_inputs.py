@@ -160,6 +160,12 @@ CASES = [
     predict("number-an-object", "instances[0].x1", {"instances": [{**ROW, "x1": {"v": 1}}]}),
     predict("number-nested-deep", "instances[0].x1", {"instances": [{**ROW, "x1": _deep(500)}]}),
     predict("nested-past-the-limit", None, {"instances": [{**ROW, "x1": _deep(2_000)}]}),
+    predict("number-past-a-float32", "instances[0].x1", {"instances": [{**ROW, "x1": 1e39}]}),
+    predict(
+        "number-past-a-float32-later",
+        "instances[2].x4",
+        {"instances": [ROW, ROW, {**ROW, "x4": -3.5e38}]},
+    ),
     predict("number-infinite", None, content=b'{"instances": [{"x1": 1e400}]}'),
     predict("number-nan", None, content=b'{"instances": [{"x1": NaN}]}'),
     predict("category-a-number", "instances[0].color", {"instances": [{**ROW, "color": 5}]}),
