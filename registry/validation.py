@@ -63,14 +63,14 @@ def label_problem(
         label = spec.normalise_label(value)
     except ValueError as exc:
         return None, _p(index, field, str(exc))
-    if isinstance(label, str) and (len(label) > MAX_NAME_LENGTH or not storable(label)):
-        # a new class would be one of the model's classes, served as text and stored as such
-        why = f"a class label has at most {MAX_NAME_LENGTH} characters and no NUL character"
-        return None, _p(index, field, why)
     if classes is not None and label not in classes:
         return None, _p(
             index, field, f"unknown class {excerpt(label)}; known: {excerpt(sorted(classes))}"
         )
+    if isinstance(label, str) and (len(label) > MAX_NAME_LENGTH or not storable(label)):
+        # a new class would be one of the model's classes, served as text and stored as such
+        why = f"a class label has at most {MAX_NAME_LENGTH} characters and no NUL character"
+        return None, _p(index, field, why)
     return label, None
 
 
