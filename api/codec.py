@@ -53,11 +53,22 @@ def decode_rows(model: LoadedModel, instances: Any) -> Columns:
     columns = typed_columns(model, rows)
     if columns is None:
         check_instances(spec, instances)
-        raise InvalidData(
-            "numeric values out of range",
-            [{"row": None, "field": "instances", "message": "values must fit a 32-bit float"}],
-        )
+        raise InvalidData("numeric values out of range", _overflows(model, rows))
     return columns
+
+
+def _overflows(model: LoadedModel, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The numbers of rows in feature order that a 32-bit float cannot hold, by row and field."""
+    problems = []
+    with np.errstate(over="ignore"):
+        for i, row in enumerate(rows):
+            for name, at in zip(model.numeric, model.numeric_at, strict=True):
+                if row[at] is not None and np.isinf(np.float32(row[at])):
+                    message = "must fit a 32-bit float (at most ±3.4e38)"
+                    problems.append(
+                        {"row": i, "field": f"instances[{i}].{name}", "message": message}
+                    )
+    return problems
 
 
 def _well_typed(model: LoadedModel, rows: list[tuple[Any, ...]]) -> bool:

@@ -62,12 +62,12 @@ class DataPlane:
 
     def ready(self, name: str, version: str | None = None) -> bool:
         """Whether the model's champion (of the version of a `/versions/{v}` path) is served
-        here; NotFound for an unknown model."""
+        here; NotFound for an unknown model, whatever the version."""
         try:
-            self.model(name, parse_version(version))
+            served = self.model(name)
+            return version is None or parse_version(version) == served.version
         except (ModelNotReady, VersionNotServed):
             return False
-        return True
 
     def check_size(self, n: int) -> None:
         if n > self.max_batch_rows:

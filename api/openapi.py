@@ -6,7 +6,9 @@ its content type, or a CSV.
 Error answers are documented per status with an example, in each protocol's shape; the FastAPI
 routes take them through `failures`, the serving operations through `serving_paths`. FastAPI's
 own 422 (`HTTPValidationError`) describes a body this API never sends: `complete` drops it,
-and each route that can answer a 422 declares ours.
+and each route that can answer a 422 declares ours. What is answered in front of every route
+(api.guard, api.fastpath) is documented by `complete` on every route it applies to: 401 and
+429 wherever a bearer token is taken, 413 wherever a body is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api import auth, errors, records, schemas
+from api import auth, errors, limits, records, schemas
+from tuning.spec import ModelSpec
 
 Shape = Literal["v1", "v2"]
 REF = "#/components/schemas/{model}"
@@ -110,6 +113,33 @@ NO_PREVIOUS = Refusal(
     "model 'churn' has no previous champion to roll back to",
 )
 DATABASE = Refusal(503, "The database is unreachable.", errors.DB_DOWN)
+# Answered in front of the routes (api.guard, api.fastpath), documented by `complete`.
+KEY_REQUIRED = Refusal(401, STATUSES[401][0], auth.KEY_REQUIRED)
+THROTTLED = Refusal(
+    429,
+    "This client address failed to authenticate too often lately "
+    "(LOOPSERVE_AUTH_FAILURES_PER_MINUTE): its requests are refused, whatever token they "
+    "carry, until `Retry-After` seconds have passed.",
+    str(auth.Throttled(30)),
+)
+TOO_LARGE = Refusal(
+    413, "The body is over LOOPSERVE_MAX_BODY_BYTES.", str(limits.BodyTooLarge(32 * 1024 * 1024))
+)
+# The headers those answers carry.
+ANSWER_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "The scheme to authenticate with.",
+            "schema": {"type": "string", "const": "Bearer"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Whole seconds until this address may authenticate again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 BROKER = Refusal(
     503,
     "The job is recorded but the broker is unreachable (the job is sent once it is back, "
@@ -296,10 +326,14 @@ _VERSION = {
 }
 
 
-def json_request(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+def json_request(
+    model: type[BaseModel], *, required: bool = True, examples: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`openapi_extra` documenting the JSON body a route reads itself (api.deps.json_model)
-    as `model`, with its example; `complete` adds the model to the document's schemas."""
-    content = {"schema": _ref(model), "examples": {"example": {"value": _example(model)}}}
+    as `model`, with these examples (default: the model's own); `complete` adds the model to
+    the document's schemas."""
+    shown = examples or {"example": {"value": _example(model)}}
+    content = {"schema": _ref(model), "examples": shown}
     return {"requestBody": {"required": required, "content": {"application/json": content}}}
 
 
@@ -398,6 +432,8 @@ DOCUMENTED: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (schemas.InferenceResponse, "serialization"),
     (schemas.ErrorV1, "serialization"),
     (schemas.ErrorV2, "serialization"),
+    (schemas.FeedbackRequest, "validation"),
+    (ModelSpec, "validation"),
     (records.UploadRequest, "validation"),
     (records.PromoteRequest, "validation"),
     (records.RollbackRequest, "validation"),
@@ -416,6 +452,7 @@ def complete(document: dict[str, Any]) -> None:
         components.setdefault(name, schema)
     _restore_examples(components)
     _drop_fastapi_422(document)
+    _front_door(document)
 
 
 def _restore_examples(components: dict[str, Any]) -> None:
@@ -442,6 +479,34 @@ def _drop_fastapi_422(document: dict[str, Any]) -> None:
     components = document.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
+
+
+def _front_door(document: dict[str, Any]) -> None:
+    """The refusals api.guard and api.fastpath answer before a route sees its request: 401
+    and 429 on every operation that takes a bearer token (the admin token or, with
+    LOOPSERVE_API_KEYS set, a key), 413 on every operation that takes a body; and the headers
+    of each 401 and 429."""
+    for path, item in document["paths"].items():
+        shape: Shape = "v2" if path == "/v2" or path.startswith("/v2/") else "v1"
+        for operation in item.values():
+            answers = operation["responses"]
+            door = [KEY_REQUIRED, THROTTLED] if "security" in operation else []
+            door += [TOO_LARGE] if "requestBody" in operation else []
+            for refusal, answer in failures(shape, *door).items():
+                content = answer["content"]["application/json"]
+                answers.setdefault(
+                    str(refusal),
+                    {
+                        "description": answer["description"],
+                        "content": {
+                            "application/json": {"schema": _ref(answer["model"]), **content}
+                        },
+                    },
+                )
+            for status, headers in ANSWER_HEADERS.items():
+                if str(status) in answers:
+                    answers[str(status)]["headers"] = headers
+            operation["responses"] = dict(sorted(answers.items()))
 
 
 def serving_paths(document: dict[str, Any]) -> None:

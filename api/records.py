@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from api.schemas import EXAMPLE_MODEL, EXAMPLE_ROW
@@ -289,11 +289,24 @@ class JobPage(Answer):
     )
 
 
+# Why an admin promoted or rolled back: text the audit log keeps, of a bounded length and
+# without the NUL character PostgreSQL's text cannot hold.
+AuditReason = Annotated[str | None, Field(max_length=1_000, pattern=r"^[^\x00]*$")]
+
+
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction (`2.0`) is the integer JSON Schema says it is; anything
+    else is left to the strict check (no text, no boolean)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 class PromoteRequest(BaseModel):
-    version: int = Field(
+    version: Annotated[int, BeforeValidator(_whole)] = Field(
         strict=True, ge=1, le=2**31 - 1, description="The version to make the champion."
     )
-    reason: str | None = Field(
+    reason: AuditReason = Field(
         default=None, description="For the audit log; default: `manual promotion`."
     )
 
@@ -314,7 +327,7 @@ class Promoted(Answer):
 class RollbackRequest(BaseModel):
     """Optional: an empty body (or null) is a rollback with the default reason."""
 
-    reason: str | None = Field(
+    reason: AuditReason = Field(
         default=None, description="For the audit log; default: `manual rollback`."
     )
 

@@ -182,7 +182,9 @@ class RequestOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
-    id: str | None = None
+    id: str | float | None = Field(
+        default=None, description="Echoed in the answer; a number is taken as its text."
+    )
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = Field(

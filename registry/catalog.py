@@ -27,6 +27,7 @@ from registry.models import (
     ModelVersion,
     PredictionBatch,
     Stage,
+    storable,
     utcnow,
 )
 from tuning.spec import ModelSpec
@@ -75,7 +76,7 @@ def get_model(session: Session, name: str, *, lock: bool = False) -> Model:
     query = select(Model).where(Model.name == name)
     if lock:
         query = query.with_for_update()
-    model = session.scalar(query)
+    model = session.scalar(query) if storable(name) else None
     if model is None:
         raise NotFound(f"model {excerpt(name)} not found")
     return model
@@ -296,9 +297,11 @@ def delete_model(session: Session, name: str, *, actor: str) -> dict[str, Any]:
     drops its work (registry.jobs). The model's open jobs are locked before the model, the order
     in which a worker registering a result takes them.
     """
-    model_id = session.scalar(select(Model.id).where(Model.name == name))
+    model_id = (
+        session.scalar(select(Model.id).where(Model.name == name)) if storable(name) else None
+    )
     if model_id is None:
-        raise NotFound(f"model {name!r} not found")
+        raise NotFound(f"model {excerpt(name)} not found")
     session.scalars(
         select(Job.id).where(Job.model_id == model_id, Job.status.in_(JOB_OPEN)).with_for_update()
     ).all()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.models import Event, Model
+from registry.models import Event, Model, storable
 
 
 def record(
@@ -46,6 +46,8 @@ def list_events(session: Session, model: str | None = None, limit: int = 200) ->
     """Newest first, optionally of one model name (a deleted model's entries included)."""
     query = select(Event)
     if model is not None:
+        if not storable(model):
+            return []
         query = query.where(Event.model_name == model)
     rows = session.scalars(query.order_by(Event.id.desc()).limit(limit)).all()
     return [

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, defer
 
 from registry import events, labelled
 from registry.errors import Conflict, NotFound, excerpt
-from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, utcnow
+from registry.models import JOB_OPEN, Job, JobStatus, Model, Trigger, storable, utcnow
 
 
 def submit(
@@ -87,6 +87,8 @@ def get(session: Session, job_id: str, *, lock: bool = False) -> Job:
 
 def find(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
     """The job, or None when there is none (never was, or deleted with its model)."""
+    if not storable(job_id):
+        return None
     query = select(Job).where(Job.id == job_id)
     if lock:
         query = query.with_for_update()

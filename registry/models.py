@@ -56,6 +56,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def storable(text: str) -> bool:
+    """Whether text can be stored, or looked for: PostgreSQL's text holds no NUL character
+    and refuses a query that has one, so a name with one names nothing."""
+    return "\x00" not in text
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

@@ -9,7 +9,8 @@ import math
 from typing import Any
 
 from registry.errors import InvalidData, clip, excerpt
-from tuning.spec import ModelSpec
+from registry.models import storable
+from tuning.spec import MAX_NAME_LENGTH, ModelSpec
 
 Problem = dict[str, Any]
 
@@ -35,7 +36,8 @@ def feature_problems(spec: ModelSpec, row: Any, index: int, *, field: str) -> li
             continue
         if feature.type == "numeric":
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if not numeric or math.isinf(value):
+            # NaN too: a CSV cell `nan` reads as one, and no JSON column can store it
+            if not numeric or (isinstance(value, float) and not math.isfinite(value)):
                 problems.append(
                     _p(index, f"{field}.{feature.name}", "must be a finite number or null")
                 )
@@ -65,6 +67,10 @@ def label_problem(
         return None, _p(
             index, field, f"unknown class {excerpt(label)}; known: {excerpt(sorted(classes))}"
         )
+    if isinstance(label, str) and (len(label) > MAX_NAME_LENGTH or not storable(label)):
+        # a new class would be one of the model's classes, served as text and stored as such
+        why = f"a class label has at most {MAX_NAME_LENGTH} characters and no NUL character"
+        return None, _p(index, field, why)
     return label, None
 
 

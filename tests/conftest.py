@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -36,16 +37,25 @@ def postgres_server() -> str:
     return PG_ADMIN_URL
 
 
+@contextmanager
+def fresh_postgres(server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the server, dropped afterwards."""
+    name = f"loopserve_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = server.rsplit("/", 1)[0]
+    try:
+        yield _sqla(f"{base}/{name}")
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"loopserve_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_server.rsplit("/", 1)[0]
-    yield _sqla(f"{base}/{name}")
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

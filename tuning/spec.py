@@ -9,7 +9,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuning.labels import class_name
 
@@ -228,24 +236,34 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        """The rules across fields, each problem at the field it is about."""
+        problems: list[InitErrorDetails] = []
+
+        def refuse(loc: tuple[str | int, ...], message: str, value: Any) -> None:
+            error = PydanticCustomError("value_error", message)
+            problems.append(InitErrorDetails(type=error, loc=loc, input=value))
+
         names = [f.name for f in self.features]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"features: duplicate names {dupes}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                refuse(("features", i, "name"), f"duplicate feature name {name!r}", name)
         if self.target in names:
-            raise ValueError("target: must not also be a feature")
+            refuse(("target",), "must not also be a feature", self.target)
         allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         if self.metric is None:
             self.metric = allowed[0]
         elif self.metric not in allowed:
-            raise ValueError(
-                f"metric: {self.metric!r} is not one of {list(allowed)} for {self.task}"
-            )
-        families = self.all_families
-        if self.retrain.families is not None:
-            unknown = [f for f in self.retrain.families if f not in families]
-            if unknown or not self.retrain.families:
-                raise ValueError(f"retrain.families: {unknown} not in {list(families)}")
+            message = f"{self.metric!r} is not one of {list(allowed)} for {self.task}"
+            refuse(("metric",), message, self.metric)
+        families = self.retrain.families
+        if families is not None and not families:
+            refuse(("retrain", "families"), "at least one family, or null for all", families)
+        for i, family in enumerate(families or []):
+            if family not in self.all_families:
+                message = f"{family!r} is not one of {list(self.all_families)} for {self.task}"
+                refuse(("retrain", "families", i), message, family)
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
     def normalise_label(self, value: Any) -> str | float:

@@ -15,7 +15,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -35,6 +35,7 @@ NUMERIC_TYPES = {
     "UINT8": np.uint8,
 }
 HEADER = "inference-header-content-length"
+Datatype = Literal["FP32", "BYTES"]
 # Nesting levels of the JSON an infer request may have: a tensor's data sits 3 levels deep
 # (request, inputs, tensor) and takes one more per dimension, and numpy has at most 64.
 MAX_DEPTH = 64
@@ -70,9 +71,25 @@ def decode_infer(
     """The served model, the parsed request and its validated columns, the size limit checked."""
     model = plane.model(name, parse_version(version))
     parsed = parse(body, header_length)
+    if parsed.outputs is not None:  # refused before the model runs and its answer is logged
+        known = outputs_of(model)
+        if unknown := sorted(set(parsed.outputs) - set(known)):
+            raise ProtocolError(
+                f"unknown outputs {excerpt(unknown)}; this model has {sorted(known)}"
+            )
     columns = to_columns(model, parsed)
     plane.check_size(columns.n)
     return model, parsed, columns
+
+
+def outputs_of(model: LoadedModel) -> dict[str, tuple[Datatype, list[int]]]:
+    """The outputs infer answers for the model: datatype and shape (-1 is the batch)."""
+    out: dict[str, tuple[Datatype, list[int]]]
+    if model.spec.task == "regression":
+        out = {"variable": ("FP32", [-1, 1])}
+    else:
+        out = {"label": ("BYTES", [-1]), "probabilities": ("FP32", [-1, len(model.classes or [])])}
+    return out | {"prediction_id": ("BYTES", [-1])}
 
 
 def parse(body: bytes, header_length: str | None) -> InferRequest:
@@ -130,10 +147,11 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _number_id(value: Any) -> str:
     """An id that is not a string (V2 has it one): a number is taken as its text, anything else
-    refused (str() of a list nested a thousand levels deep would recurse past Python's limit)."""
-    if isinstance(value, int | float):
+    refused (str() of a list nested a thousand levels deep would recurse past Python's limit),
+    a boolean too, which is no number in JSON."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise ProtocolError("the request's 'id' must be a string")
+    raise ProtocolError("the request's 'id' must be a string or a number")
 
 
 def _fallback(header: bytes, refusal: orjson.JSONDecodeError) -> Any:
@@ -174,12 +192,12 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
     name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
     if not isinstance(name, str) or not isinstance(datatype, str):
         raise ProtocolError(f"inputs[{i}] needs a name and a datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ProtocolError(f"input {excerpt(name)}: shape must be a list of sizes")
     count = math.prod(shape)
     size = _parameters(spec, f"inputs[{i}]").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+        if type(size) is not int or size < 0 or offset + size > len(body):
             raise ProtocolError(f"input {excerpt(name)}: binary_data_size exceeds the body")
         raw, offset = body[offset : offset + size], offset + size
         data = _from_bytes(name, datatype, raw, count)
@@ -191,16 +209,20 @@ def _tensor(spec: Any, i: int, body: bytes, offset: int) -> tuple[Tensor, int]:
 
 
 def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+    if datatype == "BOOL":
+        raise ProtocolError(f"input {excerpt(name)}: BOOL is not a feature type")
+    if datatype != "BYTES" and datatype not in NUMERIC_TYPES:
+        raise ProtocolError(f"input {excerpt(name)}: unknown datatype {excerpt(datatype)}")
     try:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
-        elif datatype in NUMERIC_TYPES:
-            with np.errstate(over="ignore"):  # overflow becomes inf, refused later
-                flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
-        elif datatype == "BOOL":
-            raise ProtocolError(f"input {excerpt(name)}: BOOL is not a feature type")
         else:
-            raise ProtocolError(f"input {excerpt(name)}: unknown datatype {excerpt(datatype)}")
+            with np.errstate(over="ignore"):  # a float's overflow becomes inf, refused later
+                flat = np.asarray(data, dtype=NUMERIC_TYPES[datatype]).reshape(-1)
+    except OverflowError as exc:  # an integer out of an integer type's range
+        raise ProtocolError(
+            f"input {excerpt(name)}: a value is out of the range of {datatype}"
+        ) from exc
     except (ValueError, TypeError) as exc:
         bad = _not_a_number(data) if datatype in NUMERIC_TYPES else None
         why = clip(str(exc)) if bad is None else excerpt(bad)  # numpy's words quote it whole

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
 
 from api.champions import LoadedModel
 from api.dataplane import Served
-from api.oip.decode import InferRequest, ProtocolError
+from api.oip.decode import InferRequest, outputs_of
 from api.schemas import ModelMetadata, ServerMetadata, TensorMetadata
 
 SERVER = ServerMetadata(name="loopserve", version="0.1.0", extensions=["binary_tensor_data"])
-Datatype = Literal["FP32", "BYTES"]
 
 
 def metadata(model: LoadedModel) -> ModelMetadata:
@@ -25,7 +24,9 @@ def metadata(model: LoadedModel) -> ModelMetadata:
         )
         for f in model.spec.features
     ]
-    outputs = [TensorMetadata(name=n, datatype=d, shape=s) for n, (d, s) in _outputs(model).items()]
+    outputs = [
+        TensorMetadata(name=n, datatype=d, shape=s) for n, (d, s) in outputs_of(model).items()
+    ]
     return ModelMetadata(
         name=model.name,
         versions=[str(model.version)],
@@ -35,25 +36,13 @@ def metadata(model: LoadedModel) -> ModelMetadata:
     )
 
 
-def _outputs(model: LoadedModel) -> dict[str, tuple[Datatype, list[int]]]:
-    out: dict[str, tuple[Datatype, list[int]]]
-    if model.spec.task == "regression":
-        out = {"variable": ("FP32", [-1, 1])}
-    else:
-        out = {"label": ("BYTES", [-1]), "probabilities": ("FP32", [-1, len(model.classes or [])])}
-    return out | {"prediction_id": ("BYTES", [-1])}
-
-
 def encode(served: Served, request: InferRequest) -> tuple[bytes, dict[str, str]]:
     """The response body and headers; binary outputs follow the JSON header when asked for."""
     model = served.model
-    known = _outputs(model)
+    known = outputs_of(model)  # what is wanted was checked against these (decode_infer)
     wanted = (
         request.outputs if request.outputs is not None else dict.fromkeys(known, request.binary_all)
     )
-    if not wanted.keys() <= known.keys():
-        unknown = sorted(set(wanted) - set(known))
-        raise ProtocolError(f"unknown outputs {unknown}; this model has {sorted(known)}")
     outputs, blobs = [], []
     for name, binary in wanted.items():
         datatype = known[name][0]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from api.csv_rows import parse_csv
 from api.deps import Admin, PlatformDep, field, json_body, json_model
@@ -61,10 +62,11 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
     "/models",
     status_code=201,
     responses=failures("v1", ADMIN_TOKEN, CANNOT_CREATE, INVALID_SPEC, DATABASE),
+    openapi_extra=json_request(ModelSpec, examples=SPEC_EXAMPLES),
 )
 async def create_model(
     actor: Admin,
-    spec: Annotated[ModelSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: Annotated[ModelSpec, Depends(json_model(ModelSpec))],
     platform: PlatformDep,
 ) -> ModelRecord:
     """A new model; upload labelled rows for it, then retrain it to get a champion. Refused
@@ -105,7 +107,12 @@ async def _csv_text(request: Request, ctype: str) -> str:
     if ctype.startswith("text/csv"):
         raw = await request.body()
     else:
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as exc:  # Starlette's answer to a multipart body it cannot read
+            raise MalformedInput(
+                f"the multipart body cannot be read: {exc.detail}", "file"
+            ) from exc
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise MalformedInput("multipart upload needs a CSV file in the field 'file'", "file")

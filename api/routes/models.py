@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Client, MonitorDep, PlatformDep
+from api.deps import Client, MonitorDep, PlatformDep, json_model
 from api.openapi import (
     CORRUPT_ARTIFACT,
     DATABASE,
@@ -19,6 +19,7 @@ from api.openapi import (
     NO_VERSION,
     ONNX_FILE,
     failures,
+    json_request,
 )
 from api.records import DriftStatus, ModelRecord, Performance, VersionRecord
 from api.schemas import FeedbackAccepted, FeedbackRequest
@@ -93,10 +94,11 @@ async def drift(name: str, monitor: MonitorDep) -> DriftStatus:
     "/{name}/feedback",
     status_code=202,
     responses=failures("v1", 401, 404, 422, 503, invalid=INVALID_LABELS),
+    openapi_extra=json_request(FeedbackRequest, examples=FEEDBACK_EXAMPLES),
 )
 async def feedback(
     name: str,
-    body: Annotated[FeedbackRequest, Body(openapi_examples=FEEDBACK_EXAMPLES)],
+    body: Annotated[FeedbackRequest, Depends(json_model(FeedbackRequest))],
     platform: PlatformDep,
 ) -> FeedbackAccepted:
     """True labels for predictions (by their id) or for explicit rows; all or nothing,

@@ -59,8 +59,8 @@ def app_client(database_url: str, tmp_path, **settings) -> TestClient:  # type: 
     return TestClient(create_app(api_settings(database_url, tmp_path, **settings)))
 
 
-@pytest.fixture
-def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClient, Database]]:  # type: ignore[no-untyped-def]
+def with_champion(db: Database) -> None:
+    """The model "churn" with 100 labelled rows and a trained version 1 as its champion."""
     spec = churn_spec()
     with db.session() as s:
         model = catalog.create_model(s, spec, actor="test")
@@ -69,6 +69,11 @@ def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClie
     with db.session() as s:
         model = catalog.get_model(s, "churn", lock=True)
         catalog.promote(s, model, catalog.get_version(s, model, v1), actor="test", reason="seed")
+
+
+@pytest.fixture
+def served(db: Database, database_url: str, tmp_path) -> Iterator[tuple[TestClient, Database]]:  # type: ignore[no-untyped-def]
+    with_champion(db)
     settings = {"champion_poll_seconds": 0.1, "log_flush_seconds": 0.05, "max_batch_rows": 50}
     with app_client(database_url, tmp_path, **settings) as client:
         yield client, db

@@ -162,7 +162,7 @@ def test_the_typed_decoder_gives_the_columns_of_the_checked_path(classifier, n) 
         ({"f7": True}, InvalidData, "instances[13].f7"),
         ({"f7": "1.5"}, InvalidData, "instances[13].f7"),
         ({"extra": 1.0}, InvalidData, "instances[13].extra"),
-        ({"f7": 1e39}, InvalidData, "instances"),
+        ({"f7": 1e39}, InvalidData, "instances[13].f7"),
     ],
 )
 def test_what_the_typed_decoder_refuses_is_named_by_the_checked_path(

@@ -31,6 +31,7 @@ from worker.training import Skipped, claim, run_local
 
 SERVING = {"/v1/models/{name}/predict", "/v1/models/{name}/feedback"}
 NONE: frozenset[str] = frozenset()
+JSON = "application/json"
 CSV = "x1,x2,x3,x4,color,churned\n1.5,2,,0.1,red,yes\n-1,0.5,3,2,blue,no\n"
 
 
@@ -114,6 +115,7 @@ def test_every_route_answers_as_published(served, database_url, tmp_path, monkey
     _model_files(client, db, c, database_url, tmp_path)
     _delete(client, c)
     _database_down(database_url, tmp_path, c)
+    _front_door(database_url, tmp_path, c)
     assert c.documented() - c.seen == set(), "documented but never answered"
     assert c.seen <= c.documented()
 
@@ -140,7 +142,8 @@ def _health_and_v2(client: TestClient, c: Contract) -> None:
     for bad in ("9", "x"):  # not the version served: not ready, as before
         r = client.get(f"/v2/models/churn/versions/{bad}/ready")
         assert c.check("get", ready_v, r, 503) == {"name": "churn", "ready": False}
-    c.check("get", ready_v, client.get("/v2/models/nope/versions/1/ready"), 404)
+    for bad in ("1", "x"):  # no such model, whatever the version
+        c.check("get", ready_v, client.get(f"/v2/models/nope/versions/{bad}/ready"), 404)
 
 
 def _create(client: TestClient, c: Contract) -> None:
@@ -153,6 +156,9 @@ def _create(client: TestClient, c: Contract) -> None:
     bad = {**spec, "features": [{"name": "a", "type": "text"}]}
     problems = c.check("post", path, client.post(path, json=bad, headers=ADMIN), 422)["detail"]
     assert problems[0]["field"] == "features[0].type"
+    for bad in (b"{not json", b'{"name": "\xff\xfe"}', b"[" * 100_000):  # nor UTF-8, too deep
+        r = client.post(path, content=bad, headers={**ADMIN, "Content-Type": JSON})
+        assert "not valid JSON" in c.check("post", path, r, 422)["detail"][0]["msg"]
     c.check("post", path, client.post(path, json=spec), 401)
     # a model without a champion: metadata says why it is not served, ready says no
     _until(lambda: client.get("/v2/models/fresh/ready").status_code != 404, "fresh not learnt")
@@ -175,6 +181,9 @@ def _upload(client: TestClient, c: Contract) -> None:
         c.check("post", path, client.post(url, json=body, headers=ADMIN), 422)
     r = client.post(url, files={"other": ("rows.csv", CSV)}, headers=ADMIN)
     assert c.check("post", path, r, 422)["detail"][0]["field"] == "file"
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=b"):  # unreadable
+        r = client.post(url, content=CSV, headers={**ADMIN, "Content-Type": ctype})
+        assert c.check("post", path, r, 422)["detail"][0]["field"] == "file"
     r = client.post(
         "/v1/admin/models/nope/data", json={"rows": churn_rows(1, seed=3)}, headers=ADMIN
     )
@@ -278,13 +287,15 @@ def _promote_and_rollback(client: TestClient, db: Database, c: Contract) -> None
         "champion_version": version,
         "previous_version": champion,
     }
-    r = client.post(url, json={"version": version, "reason": "again"}, headers=ADMIN)
+    # 2.0 is the integer 2, as the published schema has it
+    r = client.post(url, json={"version": float(version), "reason": "again"}, headers=ADMIN)
     assert "champion already" in c.check("post", path, r, 409)["detail"]
     c.check("post", path, client.post(url, json={"version": 99}, headers=ADMIN), 404)
     for body, field in (
         ({"version": "2"}, "version"),
         ({"version": True}, "version"),
         ({"version": 0}, "version"),
+        ({"version": 2.5}, "version"),
         ({}, "version"),
         ({"version": 2, "reason": ["why"]}, "reason"),
     ):
@@ -471,6 +482,31 @@ def _database_down(database_url: str, tmp_path, c: Contract) -> None:  # type: i
             assert "database is unreachable" in c.check(method, path, r, 503)["detail"]
 
 
+def _front_door(database_url: str, tmp_path, c: Contract) -> None:  # type: ignore[no-untyped-def]
+    """With API keys set, every route that takes a token answers 401 without one, then 429
+    (with Retry-After) to its address once it failed past its budget, whatever token it then
+    sends; every route that takes a body answers 413 to one over the limit."""
+    names = {"name": "churn", "version": "1", "job_id": "0" * 32}
+    settings = {"api_keys": "k2", "auth_failures_per_minute": 1, "max_body_bytes": 1024}
+    with app_client(database_url, tmp_path, **settings) as client:
+        door = sorted((m, p, s) for m, p, s in c.documented() if s in (401, 413, 429))
+        for i, (method, path, status) in enumerate(door):
+            url = path.format(**names)
+            caller = TestClient(client.app, client=(f"10.0.1.{i}", 50000))  # a fresh budget
+            if status == 413:
+                big = {"content": b"{" * 2048, "headers": {**ADMIN, "Content-Type": JSON}}
+                c.check(method, path, caller.request(method.upper(), url, **big), 413)
+                continue
+            r = caller.request(method.upper(), url)
+            c.check(method, path, r, 401)
+            assert r.headers["www-authenticate"] == "Bearer"
+            if status == 429:
+                assert caller.request(method.upper(), url).status_code == 429
+                r = caller.request(method.upper(), url, headers=ADMIN)
+                c.check(method, path, r, 429)
+                assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
 def test_the_published_examples_fit_and_are_served(db, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every example /openapi.json shows fits its schema, and the admin bodies' examples are
     served, in the order an admin sends them, on an empty database."""
@@ -556,7 +592,7 @@ def test_every_json_answer_is_typed(served) -> None:  # type: ignore[no-untyped-
         for method, operation in item.items():
             for status, answer in operation["responses"].items():
                 content = answer["content"]
-                if path == "/metrics":
+                if path == "/metrics" and status == "200":
                     assert set(content) == {"text/plain"}
                     continue
                 if path.endswith("/onnx") and status == "200":

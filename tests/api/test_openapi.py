@@ -18,6 +18,7 @@ PREDICT = "/v1/models/{name}/predict"
 FEEDBACK = "/v1/models/{name}/feedback"
 INFER = "/v2/models/{name}/infer"
 INFER_VERSION = "/v2/models/{name}/versions/{version}/infer"
+JSON = "application/json"
 
 
 def _conforms(document: dict[str, Any], path: str, response: httpx.Response) -> None:
@@ -110,9 +111,11 @@ def test_real_answers_fit_the_published_schemas(served, database_url, tmp_path) 
     r = client.post(INFER_VERSION.format(name="churn", version="9"), json=_tensors(rows))
     assert r.status_code == 404
     _conforms(document, INFER_VERSION, r)
-    r = client.post(PREDICT.format(name="churn"), content=b"{not json")
-    assert r.status_code == 422
-    _conforms(document, PREDICT, r)
+    for path in (PREDICT, FEEDBACK):  # not JSON, nor even UTF-8
+        for bad in (b"{not json", b'{"labels": "\xff\xfe"}'):
+            r = client.post(path.format(name="churn"), content=bad, headers={"Content-Type": JSON})
+            assert r.status_code == 422, (path, bad, r.text)
+            _conforms(document, path, r)
     with app_client(database_url, tmp_path, api_keys="k1") as keyed:
         for path, body in (
             (PREDICT, {"instances": rows}),
@@ -131,12 +134,11 @@ def test_the_documented_v2_types_are_the_codecs() -> None:
     from typing import get_args
 
     from api import schemas
-    from api.oip.decode import NUMERIC_TYPES
-    from api.oip.encode import _outputs
+    from api.oip.decode import NUMERIC_TYPES, outputs_of
 
     assert set(get_args(schemas.Datatype)) == {*NUMERIC_TYPES, "BYTES"}
     served = set()
     for task in ("classification", "regression"):
         model = SimpleNamespace(spec=SimpleNamespace(task=task), classes=["no", "yes"])
-        served |= set(_outputs(model))  # type: ignore[arg-type]  # the two fields it reads
+        served |= set(outputs_of(model))  # type: ignore[arg-type]  # the two fields it reads
     assert set(get_args(schemas.RequestOutput.model_fields["name"].annotation)) == served

@@ -156,12 +156,15 @@ def _one_row(data: list) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_an_id_nested_within_orjsons_limit_is_a_400(live) -> None:  # type: ignore[no-untyped-def]
+    refused = {"error": "the request's 'id' must be a string or a number"}
     deep = orjson.Fragment(b"[" * 1_000 + b"1" + b"]" * 1_000)
     body = orjson.dumps({"id": deep, "inputs": _one_row([0.1])})
     r = httpx.post(f"{live}/v2/models/churn/infer", content=body)
-    assert r.status_code == 400 and r.json() == {"error": "the request's 'id' must be a string"}
+    assert r.status_code == 400 and r.json() == refused
     r = httpx.post(f"{live}/v2/models/churn/infer", json={"id": 7, "inputs": _one_row([0.1])})
     assert r.status_code == 200 and r.json()["id"] == "7"
+    r = httpx.post(f"{live}/v2/models/churn/infer", json={"id": False, "inputs": _one_row([0.1])})
+    assert r.status_code == 400 and r.json() == refused
 
 
 def test_the_fallback_decoder_reads_nan_beside_brackets_in_strings(live) -> None:  # type: ignore[no-untyped-def]
