@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -192,12 +191,6 @@ async def retrain(name: str, actor: Admin, platform: PlatformDep) -> RetrainQueu
     return await run_in_threadpool(platform.retrain, name, actor=actor)
 
 
-def _cursor(text: str | None) -> str | None:
-    if text is not None:
-        jobs.parse_cursor(text)  # its ValueError is a 422 naming `cursor`
-    return text
-
-
 @router.get("/jobs", responses=failures("v1", ADMIN_TOKEN, NO_MODEL, INVALID_JOBS_QUERY, DATABASE))
 async def list_jobs(
     platform: PlatformDep,
@@ -209,8 +202,10 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE, description="Most jobs in the page.")] = 50,
     cursor: Annotated[
         str | None,
-        Query(description="The previous page's `next_cursor`: the page of older jobs after it."),
-        AfterValidator(_cursor),
+        Query(
+            pattern=f"^{jobs.CURSOR.pattern}$",
+            description="The previous page's `next_cursor`: the page of older jobs after it.",
+        ),
     ] = None,
 ) -> JobPage:
     """Retrain jobs, newest first, a page at a time: follow `next_cursor` until it is null. A

@@ -72,6 +72,7 @@ MODEL_DEPENDENT = [
     ("/v1/models/{name}/feedback", "422"),
     ("/v1/admin/models/{name}/data", "422"),
     ("/v1/admin/models", "422"),
+    ("/v1/admin/models/{name}/versions", "422"),  # a file: any bytes fit, few are a model
     ("/v2/models/{name}/infer", "400"),
     ("/v2/models/{name}/versions/{version}/infer", "400"),
 ]
