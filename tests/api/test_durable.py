@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from api.predlog import LogNotDurable, PredictionLog
-from registry import catalog, labelled
+from registry import catalog
 from registry.predlog.reads import missing_predictions
 from registry.predlog.write import SessionWriter
-from tests.api.conftest import app_client, train_version
+from tests.api.conftest import app_client, with_champion
 from tests.api.test_predlog import _columns, _logged_rows, _served
 from tests.factories import churn_rows, churn_spec, features_only
 
@@ -160,21 +160,10 @@ def test_a_durable_request_on_a_down_database_fails_after_the_bound(db, model_id
         log.close()
 
 
-def _champion(db) -> None:  # type: ignore[no-untyped-def]
-    spec = churn_spec()
-    with db.session() as s:
-        model = catalog.create_model(s, spec, actor="test")
-        labelled.add_rows(s, model, spec, churn_rows(100, seed=1))
-    v1 = train_version(db, "churn", seed=1)
-    with db.session() as s:
-        model = catalog.get_model(s, "churn", lock=True)
-        catalog.promote(s, model, catalog.get_version(s, model, v1), actor="test", reason="seed")
-
-
 def test_a_durable_200_means_the_ids_are_logged(db, database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Through the app, v1 and V2: the ids of a 200 are in the log as it arrives (the log's
     own timer would write them 30 s later)."""
-    _champion(db)
+    with_champion(db)
     rows = features_only(churn_rows(3, seed=2))
     settings = {"durable_predictions": True, "log_flush_seconds": 30.0}
     with app_client(database_url, tmp_path, **settings) as client:
@@ -210,7 +199,7 @@ def test_a_durable_predict_on_a_stuck_database_is_a_503_then_recovers(  # type: 
 
     upgrade(postgres_url)
     db = Database(postgres_url)
-    _champion(db)
+    with_champion(db)
     body = {"instances": features_only(churn_rows(1, seed=3))}
     settings = {"durable_predictions": True, "durable_wait_seconds": 1.0}
     try:

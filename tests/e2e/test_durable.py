@@ -13,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry import catalog, labelled
 from registry.db import Database
 from registry.models import LabelledRow
-from tests.api.conftest import train_version
+from tests.api.conftest import with_champion
 from tests.e2e.stack import Stack
-from tests.factories import churn_rows, churn_spec, features_only
+from tests.factories import churn_rows, features_only
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +38,7 @@ def _serve_churn(url: str) -> None:
     """A model `churn` whose champion is registered in the database, as a retrain would."""
     db = Database(url)
     try:
-        spec = churn_spec()
-        with db.session() as s:
-            model = catalog.create_model(s, spec, actor="test")
-            labelled.add_rows(s, model, spec, churn_rows(100, seed=1))
-        v1 = train_version(db, "churn", seed=1)
-        with db.session() as s:
-            model = catalog.get_model(s, "churn", lock=True)
-            version = catalog.get_version(s, model, v1)
-            catalog.promote(s, model, version, actor="test", reason="seed")
+        with_champion(db)
     finally:
         db.dispose()
 
